@@ -1,0 +1,24 @@
+# Two commands: `make run` (set up + run the default study) and `make test` (set up + run the tests).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export SYNTHMED_DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: setup run test bench clean
+
+$(BIN)/synthmed: pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(BIN)/synthmed
+
+setup: $(BIN)/synthmed
+
+run: setup
+	$(BIN)/synthmed run $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,168 @@
+"""The interface every generator family implements, and the registry that names them.
+
+A study names a family by string (``make_generator("wgan-gp", cfg)``) and never branches on it.
+
+    class ConditionalGenerator:
+        name: str
+        def fit(images, labels, *, callbacks=None, out_dir=None, resume=False) -> self
+        def sample(labels, *, seed=None, batch_size=...) -> (N, H, W, C) uint8 numpy
+        def save(path)
+        @classmethod load(path) -> ConditionalGenerator
+
+Images in and out are uint8 NHWC numpy arrays at the training size; each family normalises
+internally. Constructors store their config; ``fit`` builds the nets (``*_`` attributes) and trains.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from synthmed.errors import ConfigError, NotFittedError, SynthmedError, unknown_name
+
+_REGISTRY: dict[str, type["ConditionalGenerator"]] = {}
+# Modules that register families on import; loaded lazily by list_generators()/get_generator_class().
+_FAMILY_MODULES = ("synthmed.generators.gan", "synthmed.generators.vae", "synthmed.generators.diffusion")
+
+
+class GeneratorConfig(BaseModel):
+    """Base of every family config: closed (unknown keys fail), documented defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: str = "auto"  # "auto" = CUDA when present, else CPU
+    seed: int = 0  # seeds weight init, noise and data order: same seed => same weights on CPU
+    max_steps: int | None = None  # compute budget in optimiser steps (None = family default)
+    max_minutes: float | None = None  # wall-clock budget; training stops cleanly when reached
+    grid_every: int = 200  # steps between fixed-noise progression grids
+    checkpoint_every: int = 500  # steps between atomic checkpoints (when out_dir is given)
+
+
+def register_generator(name: str):
+    """Class decorator: register a family under ``name``; a second registration fails at import."""
+
+    def deco(cls):
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            other = _REGISTRY[name]
+            raise RuntimeError(
+                f"generator family '{name}' registered twice: {other.__module__}.{other.__name__} "
+                f"and {cls.__module__}.{cls.__name__}"
+            )
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def _load_family_modules() -> None:
+    for mod in _FAMILY_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:  # a family module not written yet
+            if e.name != mod:
+                raise
+
+
+def list_generators() -> list[str]:
+    _load_family_modules()
+    return sorted(_REGISTRY)
+
+
+def get_generator_class(name: str) -> type["ConditionalGenerator"]:
+    _load_family_modules()
+    if name not in _REGISTRY:
+        raise unknown_name("generator family", name, _REGISTRY)
+    return _REGISTRY[name]
+
+
+def make_generator(name: str, config: dict | BaseModel | None = None, **overrides: Any) -> "ConditionalGenerator":
+    """Build a family by name from a config dict/model plus keyword overrides."""
+    cls = get_generator_class(name)
+    return cls(config=cls.make_config(config, **overrides))
+
+
+class ConditionalGenerator:
+    """Base class: config handling, fitted-state check, label validation, save/load plumbing."""
+
+    name: ClassVar[str] = "base"
+    Config: ClassVar[type[GeneratorConfig]] = GeneratorConfig
+
+    def __init__(self, config: GeneratorConfig | dict | None = None, **overrides: Any):
+        self.config = self.make_config(config, **overrides)
+
+    @classmethod
+    def make_config(cls, config: dict | BaseModel | None = None, **overrides: Any) -> GeneratorConfig:
+        if isinstance(config, BaseModel):
+            config = config.model_dump()
+        data = {**(config or {}), **overrides}
+        try:
+            return cls.Config(**data)
+        except Exception as e:  # pydantic ValidationError -> one line
+            from synthmed.config import format_validation_error
+
+            raise ConfigError(f"{cls.name} config: {format_validation_error(e)}") from None
+
+    # -- to be implemented by families -------------------------------------------
+    def fit(self, images: np.ndarray, labels: np.ndarray, *, callbacks=None, out_dir: Path | None = None,
+            resume: bool = False) -> "ConditionalGenerator":
+        raise NotImplementedError
+
+    def sample(self, labels: np.ndarray, *, seed: int | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ConditionalGenerator":
+        raise NotImplementedError
+
+    # -- shared helpers ------------------------------------------------------------
+    def check_is_fitted(self) -> None:
+        if not getattr(self, "fitted_", False):
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted yet; call fit() or {type(self).__name__}.load(path)"
+            )
+
+    def check_labels(self, labels: np.ndarray) -> np.ndarray:
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        k = self.num_classes_
+        if len(labels) and (labels.min() < 0 or labels.max() >= k):
+            raise SynthmedError(
+                f"{self.name}: requested labels must lie in [0, {k - 1}] (the generator was fitted on "
+                f"{k} classes); got {int(labels.min())}..{int(labels.max())}"
+            )
+        return labels
+
+    @staticmethod
+    def check_training_data(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        images = np.asarray(images)
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if images.ndim != 4 or images.dtype != np.uint8 or images.shape[-1] not in (1, 3):
+            raise SynthmedError(
+                f"generator.fit expects uint8 (N, H, W, C) images with C in (1, 3); got {images.dtype} {images.shape}"
+            )
+        if len(images) != len(labels) or len(images) == 0:
+            raise SynthmedError(f"generator.fit got {len(images)} images and {len(labels)} labels")
+        return images, labels
+
+
+def load_generator(path: str | Path) -> ConditionalGenerator:
+    """Load any saved generator: the checkpoint records its family name."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        from synthmed.errors import DataNotFoundError
+
+        raise DataNotFoundError(f"no generator checkpoint at {path}; train one with 'synthmed train'")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    family = blob.get("family") if isinstance(blob, dict) else None
+    if family is None:
+        raise SynthmedError(f"{path} is not a synthmed generator checkpoint (no 'family' key)")
+    return get_generator_class(family).load(path)

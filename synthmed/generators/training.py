@@ -1,0 +1,134 @@
+"""Pieces every generator family's training loop shares: tensor conversion, budgets, EMA,
+finite-loss guard, seeded batch order, checkpoint plumbing.
+
+Kept here (not copied per family) so the GAN, VAE and diffusion loops read the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synthmed.errors import TrainingDivergedError
+from synthmed.utils.io import torch_save_atomic
+
+
+# -- tensors -----------------------------------------------------------------------------------
+def to_model_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(N, H, W, C) uint8 → (N, C, H, W) float32 in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def to_uint8_images(x: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) float in [-1, 1] → (N, H, W, C) uint8 (clipped, rounded)."""
+    x = ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def grid_labels(num_classes: int, per_class: int) -> np.ndarray:
+    """Labels for a one-row-per-class grid: [0]*per_class + [1]*per_class + ..."""
+    return np.repeat(np.arange(num_classes), per_class)
+
+
+# -- budgets -----------------------------------------------------------------------------------
+class TrainingBudget:
+    """Stops training at ``max_steps`` optimiser steps or ``max_minutes`` wall time, whichever first.
+
+    Families compare at equal compute only when the budget is explicit; the study records both the
+    budget and the steps actually done.
+    """
+
+    def __init__(self, max_steps: int, max_minutes: float | None = None):
+        self.max_steps = int(max_steps)
+        self.max_minutes = max_minutes
+        self._t0 = time.perf_counter()
+        self.stopped_by: str | None = None
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self._t0
+
+    def done(self, step: int) -> bool:
+        if step >= self.max_steps:
+            self.stopped_by = "max_steps"
+            return True
+        if self.max_minutes is not None and self.elapsed_s() >= 60.0 * self.max_minutes:
+            self.stopped_by = "max_minutes"
+            return True
+        return False
+
+
+def check_finite(scalars: dict[str, float], step: int, family: str, checkpoint: Path | None = None) -> None:
+    """Divergence guard: raise a one-line error when any loss is NaN/Inf."""
+    bad = [k for k, v in scalars.items() if v is not None and not math.isfinite(float(v))]
+    if bad:
+        where = f"; the last good checkpoint is kept at {checkpoint}" if checkpoint and checkpoint.exists() else ""
+        raise TrainingDivergedError(
+            f"{family} diverged at step {step}: {', '.join(bad)} became NaN/Inf{where}. "
+            "Lower the learning rate or try a more stable family (e.g. wgan-gp)."
+        )
+
+
+# -- data order --------------------------------------------------------------------------------
+class BatchSampler:
+    """Endless seeded shuffled batches of indices (reshuffled each epoch; batches never span epochs).
+
+    Its state (epoch, position, RNG) is saved in checkpoints so resume continues the same order.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n = n
+        self.batch_size = min(batch_size, n)
+        self.rng = np.random.default_rng(seed)
+        self.epoch = 0
+        self._perm = self.rng.permutation(n)
+        self._pos = 0
+
+    def next(self) -> np.ndarray:
+        if self._pos + self.batch_size > self.n:
+            self.epoch += 1
+            self._perm = self.rng.permutation(self.n)
+            self._pos = 0
+        idx = self._perm[self._pos : self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return idx
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "pos": self._pos, "perm": self._perm.copy(),
+                "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self._pos, self._perm = state["epoch"], state["pos"], np.asarray(state["perm"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+# -- EMA ---------------------------------------------------------------------------------------
+def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """Exponential moving average of ``model``'s weights (torch's AveragedModel; buffers tracked too)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+# -- RNG state for exact resume ------------------------------------------------------------------
+def rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+
+
+def save_checkpoint(path: Path, blob: dict[str, Any]) -> Path:
+    """Atomic checkpoint write (temp file + rename): a killed run never leaves half a checkpoint."""
+    return torch_save_atomic(blob, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=False)
