@@ -1,0 +1,57 @@
+"""Shared fixtures: the real data slice in $SYNTHMED_DATA_DIR (default ../shared/data) and tiny tensors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def real_data_dir() -> Path:
+    return Path(os.environ.get("SYNTHMED_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    d = real_data_dir()
+    if not (d / "pneumoniamnist.npz").exists():
+        pytest.skip(f"real data not found: set SYNTHMED_DATA_DIR to a folder holding pneumoniamnist.npz (looked in {d})")
+    return d
+
+
+@pytest.fixture(scope="session")
+def pneumonia_50shot(data_dir):
+    """The real PneumoniaMNIST 50-shot train split (seed 0) plus the official val/test, as LabeledImages.
+
+    Returns a dict with keys train, val, test (LabeledImages).
+    """
+    from synthmed.data.types import LabeledImages
+
+    with np.load(data_dir / "pneumoniamnist.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    rng = np.random.default_rng(0)
+    labels = arrays["train_labels"].reshape(-1).astype(np.int64)
+    idx = np.concatenate([rng.choice(np.flatnonzero(labels == k), 50, replace=False) for k in (0, 1)])
+    names = ("normal", "pneumonia")
+
+    def make(split, index=None):
+        imgs = arrays[f"{split}_images"][..., None]
+        lab = arrays[f"{split}_labels"].reshape(-1).astype(np.int64)
+        if index is not None:
+            imgs, lab = imgs[index], lab[index]
+        return LabeledImages(images=np.ascontiguousarray(imgs), labels=lab, class_names=names, name="pneumoniamnist")
+
+    return {"train": make("train", idx), "val": make("val"), "test": make("test")}
+
+
+@pytest.fixture
+def tiny_images():
+    """8 random 28x28 grey images in 2 classes (uint8 NHWC) — for unit tests."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(8, 28, 28, 1), dtype=np.uint8)
+    labels = np.array([0, 1] * 4, dtype=np.int64)
+    return images, labels
