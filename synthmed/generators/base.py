@@ -107,6 +107,11 @@ class ConditionalGenerator:
 
             raise ConfigError(f"{cls.name} config: {format_validation_error(e)}") from None
 
+    @classmethod
+    def tiny_config(cls) -> dict:
+        """Config overrides that make this family tiny and fast, for tests (default: none)."""
+        return {}
+
     # -- to be implemented by families -------------------------------------------
     def fit(self, images: np.ndarray, labels: np.ndarray, *, callbacks=None, out_dir: Path | None = None,
             resume: bool = False) -> "ConditionalGenerator":
