@@ -132,3 +132,43 @@ def save_checkpoint(path: Path, blob: dict[str, Any]) -> Path:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+# -- the loop every family drives ----------------------------------------------------------------
+def run_training_loop(*, family: str, start_step: int, budget: TrainingBudget, step_fn, callbacks,
+                      grid_every: int = 0, grid_fn=None, checkpoint_every: int = 0, checkpoint_fn=None,
+                      checkpoint_path: Path | None = None) -> int:
+    """Call ``step_fn(step) -> scalars`` until ``budget`` is spent; emit events, grids and checkpoints.
+
+    The loop owns the event order (on_train_begin → on_step/on_grid per step → on_train_end), the
+    divergence guard and the checkpoint cadence, so every family reads the same way.
+
+    Args:
+        family: registry name, used in events and error messages.
+        start_step: steps already done (non-zero after a resume).
+        budget: stops the loop at ``max_steps`` or ``max_minutes``.
+        step_fn: one optimiser step; returns ``{name: float}`` scalars.
+        callbacks: a ``CallbackList``.
+        grid_every: steps between ``grid_fn(step)`` calls (0 = never).
+        checkpoint_every: steps between ``checkpoint_fn(step)`` calls (0 = only at the end).
+        checkpoint_path: the checkpoint file named in the divergence error.
+
+    Returns:
+        The total number of steps done (including those before a resume).
+    """
+    step = start_step
+    callbacks.on_train_begin(budget.max_steps, {"family": family, "start_step": start_step})
+    while not budget.done(step):
+        scalars = step_fn(step)
+        step += 1
+        check_finite(scalars, step, family, checkpoint_path)
+        callbacks.on_step(step, scalars)
+        if grid_fn is not None and grid_every and step % grid_every == 0:
+            grid_fn(step)
+        if checkpoint_fn is not None and checkpoint_every and step % checkpoint_every == 0:
+            checkpoint_fn(step)
+    if checkpoint_fn is not None and step > start_step:
+        checkpoint_fn(step)
+    callbacks.on_train_end({"family": family, "steps": step, "stopped_by": budget.stopped_by,
+                            "seconds": budget.elapsed_s()})
+    return step
