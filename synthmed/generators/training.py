@@ -172,3 +172,99 @@ def run_training_loop(*, family: str, start_step: int, budget: TrainingBudget, s
     callbacks.on_train_end({"family": family, "steps": step, "stopped_by": budget.stopped_by,
                             "seconds": budget.elapsed_s()})
     return step
+
+
+# -- fit / checkpoint / save / load plumbing for torch families -----------------------------------
+CHECKPOINT_NAME = "checkpoint.pt"
+# Config keys that may change between a run and its resume (budgets and logging cadence).
+RESUMABLE_KEYS = ("device", "max_steps", "max_minutes", "grid_every", "checkpoint_every")
+
+
+class TorchGeneratorMixin:
+    """Shared plumbing for a ``ConditionalGenerator`` built from torch modules.
+
+    A family implements ``_build(num_classes, image_shape)`` (creates its ``*_`` nets, optimiser
+    and ``sampler_``/``rng_``) and ``_stateful()`` (name → object with ``state_dict``). The mixin
+    then gives exact resume, atomic checkpoints and ``save``/``load`` that rebuild from the file alone.
+    """
+
+    def _stateful(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _build(self, num_classes: int, image_shape: tuple[int, int, int]) -> None:
+        raise NotImplementedError
+
+    def _blob(self, step: int) -> dict[str, Any]:
+        return {
+            "family": self.name, "config": self.config.model_dump(), "step": int(step),
+            "meta": {"num_classes": self.num_classes_, "image_shape": tuple(self.image_shape_)},
+            "state": {k: v.state_dict() for k, v in self._stateful().items()},
+            "noise_rng": self.rng_.get_state(), "rng": rng_state(),
+        }
+
+    def _restore(self, blob: dict[str, Any], global_rng: bool = True) -> int:
+        for k, v in self._stateful().items():
+            v.load_state_dict(blob["state"][k])
+        self.rng_.set_state(blob["noise_rng"])
+        if global_rng:  # resume only; load() must not reseed the caller's global RNG
+            set_rng_state(blob["rng"])
+        self.steps_done_ = int(blob["step"])
+        return self.steps_done_
+
+    def _begin_fit(self, images: np.ndarray, labels: np.ndarray, out_dir, resume: bool) -> int:
+        """Validate, build everything fresh (a second ``fit`` starts over) and resume when asked.
+
+        Returns the step to start from (0, or the step stored in ``out_dir/checkpoint.pt``).
+        """
+        from synthmed.errors import ConfigError
+        from synthmed.utils.runtime import configure_torch_cpu, resolve_device
+
+        images, labels = self.check_training_data(images, labels)
+        configure_torch_cpu()
+        self.device_ = resolve_device(self.config.device)
+        torch.manual_seed(self.config.seed)  # weight init
+        self._build(int(labels.max()) + 1, tuple(int(s) for s in images.shape[1:]))
+        self.steps_done_ = 0
+        self.checkpoint_path_ = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
+        if not (resume and self.checkpoint_path_ is not None and self.checkpoint_path_.exists()):
+            return 0
+        blob = load_checkpoint(self.checkpoint_path_)
+        mine, theirs = self.config.model_dump(), dict(blob["config"])
+        diff = sorted(k for k in mine if k not in RESUMABLE_KEYS and mine[k] != theirs.get(k))
+        if blob.get("family") != self.name or diff or blob["meta"]["num_classes"] != self.num_classes_:
+            raise ConfigError(
+                f"cannot resume {self.name} from {self.checkpoint_path_}: it was trained as "
+                f"{blob.get('family')} with different {', '.join(diff) or 'data'}; use a new out_dir or resume=False"
+            )
+        return self._restore(blob)
+
+    def _write_checkpoint(self, step: int) -> None:
+        self.steps_done_ = int(step)
+        if self.checkpoint_path_ is not None:
+            save_checkpoint(self.checkpoint_path_, self._blob(step))
+
+    def save(self, path) -> None:
+        """Write weights, EMA, optimiser, RNG state, config and meta to ``path`` atomically."""
+        self.check_is_fitted()
+        save_checkpoint(Path(path), self._blob(self.steps_done_))
+
+    @classmethod
+    def load(cls, path):
+        """Rebuild a fitted generator from a file written by ``save`` (or a training checkpoint)."""
+        from synthmed.errors import DataNotFoundError, SynthmedError
+        from synthmed.utils.runtime import resolve_device
+
+        path = Path(path)
+        if not path.exists():
+            raise DataNotFoundError(f"no {cls.name} checkpoint at {path}; train one with fit() first")
+        blob = load_checkpoint(path)
+        if blob.get("family") != cls.name:
+            raise SynthmedError(f"{path} holds a '{blob.get('family')}' generator, not '{cls.name}'; "
+                                "use synthmed.generators.load_generator(path)")
+        gen = cls(config=blob["config"])
+        gen.device_ = resolve_device(gen.config.device)
+        gen._build(blob["meta"]["num_classes"], tuple(blob["meta"]["image_shape"]))
+        gen.checkpoint_path_ = None
+        gen._restore(blob, global_rng=False)
+        gen.fitted_ = True
+        return gen
