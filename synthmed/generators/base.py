@@ -112,6 +112,11 @@ class ConditionalGenerator:
         """Config overrides that make this family tiny and fast, for tests (default: none)."""
         return {}
 
+    @classmethod
+    def tiny_config(cls) -> dict[str, Any]:
+        """Config overrides that make this family tiny and fast (a few steps, narrow nets) for tests."""
+        return {}
+
     # -- to be implemented by families -------------------------------------------
     def fit(self, images: np.ndarray, labels: np.ndarray, *, callbacks=None, out_dir: Path | None = None,
             resume: bool = False) -> "ConditionalGenerator":
