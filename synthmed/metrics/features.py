@@ -179,17 +179,17 @@ def domain_extractor(classifier) -> ModuleExtractor:
     """The penultimate layer of a classifier trained on the full real training split.
 
     Args:
-        classifier: a ``synthmed.classify.TrainedClassifier`` (or anything with
-            ``feature_module()`` returning a uint8-NCHW → (N, D) module with integer
-            ``num_features``, and a ``checksum``). When it also offers ``head_module()``
-            (features → logits), the Inception Score is available with this extractor.
+        classifier: a ``synthmed.classify.TrainedClassifier``: ``feature_module()`` gives a uint8
+            NCHW → (N, D) module with integer ``num_features``; ``checksum`` identifies the weights;
+            ``image_shape`` (H, W, C) is the size it was trained at (other sizes are resized to it);
+            its ``net.head`` (features → logits) makes the Inception Score available.
     """
     module = classifier.feature_module()
-    head = classifier.head_module() if hasattr(classifier, "head_module") else None
-    size = getattr(module, "input_size", None) or getattr(classifier, "input_size", None)
-    return ModuleExtractor(module, int(module.num_features), "domain", size, head=head,
-                           in_channels=getattr(module, "in_channels", None),
-                           checksum=str(classifier.checksum))
+    head = getattr(getattr(classifier, "net", None), "head", None)
+    shape = getattr(classifier, "image_shape", None)
+    return ModuleExtractor(module, int(module.num_features), "domain", int(shape[0]) if shape else None,
+                           head=head if isinstance(head, nn.Module) else None,
+                           in_channels=int(shape[2]) if shape else None, checksum=str(classifier.checksum))
 
 
 # -- inception ---------------------------------------------------------------------------------------
