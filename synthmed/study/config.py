@@ -1,0 +1,146 @@
+"""The study config: one YAML names everything a study needs; `synthmed run --print-default` shows it.
+
+Profiles scale the same study: ``smoke`` (tiny, for tests), ``default`` (the embedded study, sized
+to finish in ≤ 30 min on a 2-core CPU), ``full`` (every family × every condition × 5 seeds).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from synthmed.config import StageConfig, validate
+
+CONDITIONS = ("real", "synthetic", "real+synthetic", "real+classic", "real+duplicate", "all-real")
+# Conditions that need a generator's samples; the others are controls shared by every generator.
+GENERATOR_CONDITIONS = ("synthetic", "real+synthetic")
+
+
+class DatasetSpec(StageConfig):
+    name: str = "pneumoniamnist"  # a known dataset (synthmed data list) or "folder"/"ham10000-raw"/"nih" with path
+    size: int = 28  # image side in px; MedMNIST ships 28/64/128/224
+    path: str | None = None  # folder for layouts read from disk (class folders, HAM10000, NIH)
+    classes: str | list[str] | None = None  # class subset, or "all-as-one" for the unconditional case
+    download: bool = False  # fetch MedMNIST files when online; offline runs read $SYNTHMED_DATA_DIR
+
+
+class SplitSpec(StageConfig):
+    shots: int = Field(50, ge=1)  # real training images per class (the few-shot budget)
+    protocol: Literal["auto", "official", "fraction"] = "auto"  # auto: official when the dataset ships one
+    val_fraction: float = Field(0.10, gt=0, lt=1)  # of the images left after the k-shot draw ("fraction")
+    test_fraction: float = Field(0.15, gt=0, lt=1)
+    dedup: bool = True  # drop exact duplicates of training images from val/test
+    per_seed: bool = False  # draw a new k-shot split for every seed (adds split variance to the CI)
+
+
+class GeneratorSpec(StageConfig):
+    family: str  # a registered family: synthmed.generators.list_generators()
+    label: str | None = None  # name in tables/report (default: the family); lets one family appear twice
+    config: dict[str, Any] = Field(default_factory=dict)  # family config overrides (validated by the family)
+
+    @property
+    def display(self) -> str:
+        return self.label or self.family
+
+
+class SyntheticSpec(StageConfig):
+    total: int | None = 1200  # synthetic images added in total, balanced per class (the source study's ≈1200)
+    ratio: float | None = None  # alternatively: synthetic = ratio × real training images (overrides total)
+    ratios: list[float] = Field(default_factory=list)  # optional sweep of ratios for real+synthetic, e.g. [0.5,1,2,5,10]
+    balanced: bool = True  # equal count per class (else follow the real class mix)
+    sample_seed: int = 1234  # seed for sampling (offset by the study seed)
+
+
+class MetricsSpec(StageConfig):
+    fidelity: bool = True  # FID / KID / IS / precision-recall with the real-vs-real floor
+    memorization: bool = True  # nearest-neighbour copy detection against the real training images
+    extractor: Literal["domain", "inception", "imagenet-offline"] = "domain"  # feature network for fidelity
+    extractor_steps: int = 300  # training steps of the domain classifier (full real train split)
+    per_class: bool = True  # fidelity per class as well as overall
+
+
+class StudyConfig(StageConfig):
+    name: str = "pneumoniamnist-50shot"
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    generators: list[GeneratorSpec] = Field(default_factory=list)
+    synthetic: SyntheticSpec = Field(default_factory=SyntheticSpec)
+    conditions: list[str] = Field(default_factory=lambda: list(CONDITIONS))
+    classifier: dict[str, Any] = Field(default_factory=dict)  # synthmed.classify ClassifierConfig overrides
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    device: str = "auto"  # "auto" = CUDA when present, else CPU
+
+    @field_validator("conditions")
+    @classmethod
+    def _known_conditions(cls, v: list[str]) -> list[str]:
+        from synthmed.errors import suggest
+
+        for c in v:
+            if c not in CONDITIONS:
+                raise ValueError(f"unknown condition '{c}'{suggest(c, CONDITIONS)} (known: {', '.join(CONDITIONS)})")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _some_seeds(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("give at least one seed")
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct, got {v}")
+        return v
+
+
+# The embedded default study (issue 6): PneumoniaMNIST 28 px, 50 images/class, four families at an
+# explicit, recorded compute budget each, every condition, ResNet-18, one seed, domain FID/KID/PR and
+# memorization. Budgets are sized so the whole study finishes in ≤ 30 min on a 2-core CPU.
+DEFAULT_STUDY: dict[str, Any] = {
+    "name": "pneumoniamnist-50shot",
+    "generators": [
+        {"family": "cgan", "config": {"max_minutes": 3.5}},
+        {"family": "wgan-gp", "config": {"max_minutes": 3.5}},
+        {"family": "cvae", "config": {"max_minutes": 2.0}},
+        {"family": "ddpm", "config": {"max_minutes": 6.0}},
+    ],
+    "classifier": {},
+    "seeds": [0],
+}
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # Tiny: two cheap families, a handful of steps everywhere — the end-to-end test profile.
+    "smoke": {
+        "generators": [
+            {"family": "cgan", "config": {"tiny": True, "max_steps": 3}},
+            {"family": "cvae", "config": {"tiny": True, "max_steps": 3}},
+        ],
+        "synthetic": {"total": 40},
+        "classifier": {"tiny": True, "max_steps": 4},
+        "metrics": {"extractor_steps": 4},
+    },
+    "default": {},
+    # Every family × all conditions × 5 seeds (hours on a CPU; meant for a GPU or a Ray cluster).
+    "full": {
+        "generators": [
+            {"family": f} for f in ("cgan", "acgan", "lsgan", "wgan", "wgan-gp", "cvae", "ddpm")
+        ],
+        "seeds": [0, 1, 2, 3, 4],
+    },
+}
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_study_config(data: dict[str, Any] | None = None, profile: str = "default", source: str = "study config") -> StudyConfig:
+    """Resolve a study config: embedded default ← profile ← user data (user wins)."""
+    from synthmed.errors import ConfigError, suggest
+
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile '{profile}'{suggest(profile, PROFILES)} (known: {', '.join(PROFILES)})")
+    merged = _deep_merge(_deep_merge(DEFAULT_STUDY, PROFILES[profile]), data or {})
+    return validate(StudyConfig, merged, source=source)

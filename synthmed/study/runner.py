@@ -1,0 +1,149 @@
+"""Run a study: expand → execute stages through an executor (cached by content hash, resumable) →
+collect the tidy results table → manifest → HTML report."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from synthmed.config import dump_yaml
+from synthmed.study.config import StudyConfig
+from synthmed.study.executor import Executor, LocalExecutor
+from synthmed.study.expand import expand_study
+from synthmed.study.graph import STAGE_FILE, Stage, read_stage_record, topological_order
+from synthmed.study.tasks import STAGE_FUNCTIONS, StageContext
+from synthmed.utils.io import clean_stale_tmp, write_json_atomic, write_text_atomic
+from synthmed.utils.runtime import configure_torch_cpu, git_commit, package_versions
+
+STAGES_DIR = "stages"
+
+
+def default_run_dir(cfg: StudyConfig, root: str | Path = "runs") -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{cfg.name}-{stamp}"
+
+
+def execute_stage(stage: Stage, stages_dir: Path, ctx: StageContext) -> dict[str, Any]:
+    """Run one stage unless it is already done; return its record. Idempotent and safe to retry:
+    outputs are written atomically and ``stage.json`` last, so a killed stage is simply redone
+    (generators resume from their last checkpoint)."""
+    folder = stage.folder(stages_dir)
+    if (folder / STAGE_FILE).exists():
+        return read_stage_record(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(folder)
+    inputs = {name: dep.folder(stages_dir) for name, dep in stage.inputs.items()}
+    for name, path in inputs.items():
+        if not (path / STAGE_FILE).exists():
+            raise RuntimeError(f"stage '{stage.name}' started before its input '{name}' finished")
+    configure_torch_cpu()
+    t0 = time.perf_counter()
+    summary = STAGE_FUNCTIONS[stage.kind](stage, folder, inputs, ctx)
+    record = {
+        "kind": stage.kind,
+        "name": stage.name,
+        "key": stage.key,
+        "config": stage.config,
+        "inputs": {k: v.name for k, v in inputs.items()},
+        "labels": stage.labels,
+        "summary": summary,
+        "wall_s": time.perf_counter() - t0,
+        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(folder / STAGE_FILE, record)  # last: its presence means "done"
+    return record
+
+
+class _Progress:
+    """Overall bar (stages done / total, ETA); each stage shows its own bar below it."""
+
+    def __init__(self, stages: list[Stage], stages_dir: Path, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            done = sum(s.is_done(stages_dir) for s in stages)
+            self.bar = tqdm(total=len(stages), initial=done, desc="study", unit="stage", position=0,
+                            dynamic_ncols=True)
+
+    def __call__(self, stage: Stage, record: dict) -> None:
+        if self.bar is not None and record.get("_fresh", True):
+            self.bar.set_postfix_str(stage.name[:40], refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_study(cfg: StudyConfig, out_dir: str | Path | None = None, *, executor: Executor | None = None,
+              data_dir: str | None = None, progress: bool = True, report: bool = True) -> dict[str, Any]:
+    """Run (or resume) a study into ``out_dir``; return the manifest.
+
+    Re-running with the same ``out_dir`` does no work for finished stages; changing a setting
+    recomputes only the stages whose key it changes.
+    """
+    from synthmed.study.results import collect_results, write_results
+
+    out = Path(out_dir) if out_dir is not None else default_run_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    stages_dir = out / STAGES_DIR
+    stages = topological_order(expand_study(cfg))
+    executor = executor or LocalExecutor()
+    ctx = StageContext(data_dir=data_dir, progress=progress)
+    write_text_atomic(out / "config.yaml", dump_yaml(cfg))
+    cached = {s.key for s in stages if s.is_done(stages_dir)}
+    bar = _Progress(stages, stages_dir, progress)
+    t0 = time.perf_counter()
+
+    def on_done(stage: Stage, record: dict) -> None:
+        if stage.key not in cached:
+            bar(stage, record)
+
+    try:
+        records = executor.run(stages, lambda s: execute_stage(s, stages_dir, ctx), on_done=on_done)
+    finally:
+        bar.close()
+    results = collect_results(stages, records, cfg)
+    write_results(out, results)
+    manifest = {
+        "study": cfg.name,
+        "config": cfg.model_dump(mode="json"),
+        "seeds": cfg.seeds,
+        "executor": getattr(executor, "name", type(executor).__name__),
+        "package_versions": package_versions(),
+        "git_commit": git_commit(),
+        "data_checksums": sorted({r["summary"]["dataset_checksum"] for r in records.values() if r["kind"] == "split"}),
+        "stages": [
+            {"name": s.name, "kind": s.kind, "folder": f"{STAGES_DIR}/{s.folder_name}", "labels": s.labels,
+             "cached": s.key in cached, "wall_s": records[s.key]["wall_s"], "summary": records[s.key]["summary"],
+             "config": s.config}
+            for s in stages
+        ],
+        "stages_run": len(stages) - len(cached),
+        "stages_cached": len(cached),
+        "wall_s": time.perf_counter() - t0,
+        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(out / "manifest.json", manifest)
+    if report:
+        from synthmed.report import write_report
+
+        write_report(out)
+    return manifest
+
+
+def prune_stages(out_dir: str | Path, cfg: StudyConfig) -> list[str]:
+    """Delete stage folders of ``out_dir`` that the current config no longer uses; return their names."""
+    stages_dir = Path(out_dir) / STAGES_DIR
+    keep = {s.folder_name for s in topological_order(expand_study(cfg))}
+    removed = []
+    for p in sorted(stages_dir.iterdir()) if stages_dir.exists() else []:
+        if p.is_dir() and p.name not in keep:
+            shutil.rmtree(p)
+            removed.append(p.name)
+    return removed

@@ -1,0 +1,206 @@
+"""The stage functions: one per stage kind. Each reads its inputs' folders, writes its own folder
+atomically and returns a small JSON-able record (stored in ``stage.json`` by the runner).
+
+Signature: ``fn(stage, folder, inputs, ctx) -> dict`` where ``inputs`` maps input names to folders
+and ``ctx`` carries run-wide, non-hashed settings (data dir, progress bars). Functions are top-level
+so a distributed executor can ship them to another process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthmed.callbacks import standard_callbacks
+from synthmed.data.types import LabeledImages
+from synthmed.imaging import class_rows_grid, save_png
+from synthmed.study.graph import Stage, read_stage_record
+from synthmed.utils.io import write_json_atomic, write_npz_atomic
+from synthmed.utils.runtime import seed_everything
+
+
+@dataclass(frozen=True)
+class StageContext:
+    data_dir: str | None = None  # where offline datasets live (not hashed: it does not change content)
+    progress: bool = True  # show per-stage progress bars
+    tensorboard: bool = True
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def load_split_sets(split_folder: Path, ctx: StageContext) -> tuple[dict[str, LabeledImages], dict[str, Any]]:
+    """Reload the dataset named in a split stage and apply its manifest → {train, val, test, train_pool}."""
+    from synthmed.data import SplitManifest, load_dataset
+
+    record = read_stage_record(split_folder)
+    ds = record["config"]["dataset"]
+    data = load_dataset(ds["name"], size=ds["size"], data_dir=ctx.data_dir, download=ds["download"],
+                        classes=ds["classes"], path=ds["path"])
+    manifest = SplitManifest.from_json(split_folder / "split.json")
+    return manifest.apply(data), record
+
+
+def load_samples(samples_folder: Path, class_names: tuple[str, ...]) -> LabeledImages:
+    with np.load(samples_folder / "samples.npz") as z:
+        return LabeledImages(images=z["images"], labels=z["labels"].astype(np.int64), class_names=class_names,
+                             name="synthetic")
+
+
+def _classifier_config(cfg: dict[str, Any], seed: int, steps_override: int | None = None):
+    from synthmed.classify import ClassifierConfig
+
+    cfg = dict(cfg)
+    if steps_override is not None:
+        cfg["max_steps"] = steps_override
+    cfg["seed"] = seed
+    return ClassifierConfig(**cfg)
+
+
+# -- stages ------------------------------------------------------------------------------------
+def run_split(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
+    from synthmed.data import load_dataset, make_split
+
+    ds, sp = stage.config["dataset"], stage.config["split"]
+    data = load_dataset(ds["name"], size=ds["size"], data_dir=ctx.data_dir, download=ds["download"],
+                        classes=ds["classes"], path=ds["path"])
+    protocol = sp["protocol"] if sp["protocol"] != "auto" else None
+    manifest = make_split(data, shots=sp["shots"], protocol=protocol, seed=stage.config["seed"],
+                          val_fraction=sp["val_fraction"], test_fraction=sp["test_fraction"], dedup=sp["dedup"])
+    manifest.to_json(folder / "split.json")
+    sets = manifest.apply(data)
+    train = sets["train"]
+    save_png(folder / "examples.png", class_rows_grid(train.images, train.labels, train.num_classes, 8), scale=2)
+    return {
+        "dataset_checksum": data.checksum,
+        "class_names": list(data.class_names),
+        "image_shape": list(data.images.shape[1:]),
+        "counts": {k: v.class_counts() for k, v in sets.items()},
+        "split_hash": manifest.hash,
+        "duplicates": manifest.duplicates if hasattr(manifest, "duplicates") else None,
+    }
+
+
+def run_generator(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
+    from synthmed.generators import make_generator
+
+    sets, _ = load_split_sets(inputs["split"], ctx)
+    train = sets["train"]
+    seed_everything(stage.config["seed"])
+    gen = make_generator(stage.config["family"], stage.config["config"])
+    callbacks = standard_callbacks(folder, desc=stage.name, progress=ctx.progress, tensorboard=ctx.tensorboard)
+    t0 = time.perf_counter()
+    resume = (folder / "checkpoint.pt").exists()  # a killed run continues from its last checkpoint
+    gen.fit(train.images, train.labels, callbacks=callbacks, out_dir=folder, resume=resume)
+    wall = time.perf_counter() - t0
+    gen.save(folder / "generator.pt")
+    (folder / "checkpoint.pt").unlink(missing_ok=True)  # generator.pt holds what sampling needs
+    return {"family": stage.config["family"], "wall_s": wall, "resumed": resume,
+            "steps_done": getattr(gen, "steps_done_", None), "stopped_by": getattr(gen, "stopped_by_", None)}
+
+
+def run_samples(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
+    from synthmed.evaluate import synthetic_label_plan
+    from synthmed.generators import load_generator
+
+    sets, split_record = load_split_sets(inputs["split"], ctx)
+    train = sets["train"]
+    gen = load_generator(inputs["generator"] / "generator.pt")
+    cfg = stage.config
+    labels = synthetic_label_plan(train.labels, train.num_classes, total=cfg["total"], ratio=cfg["ratio"],
+                                  balanced=cfg["balanced"])
+    t0 = time.perf_counter()
+    images = gen.sample(labels, seed=cfg["seed"])
+    wall = time.perf_counter() - t0
+    write_npz_atomic(folder / "samples.npz", images=images, labels=labels.astype(np.int64))
+    save_png(folder / "grid.png", class_rows_grid(images, labels, train.num_classes, 10), scale=2)
+    return {"n": int(len(labels)), "wall_s": wall, "images_per_s": len(labels) / max(wall, 1e-9)}
+
+
+def run_extractor(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
+    """Train the `domain` feature extractor: a classifier on the full real training pool."""
+    from synthmed.classify import train_classifier
+
+    sets, _ = load_split_sets(inputs["split"], ctx)
+    cfg = _classifier_config(stage.config["classifier"], stage.config["seed"], stage.config["steps"])
+    t0 = time.perf_counter()
+    clf = train_classifier(sets["train_pool"], sets["val"], cfg, out_dir=None,
+                           callbacks=standard_callbacks(None, desc=stage.name, progress=ctx.progress))
+    clf.save(folder / "classifier.pt")
+    return {"wall_s": time.perf_counter() - t0, "checksum": clf.checksum, "feature_dim": clf.feature_dim}
+
+
+def run_classify(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
+    from synthmed.classify import evaluate_classifier, plot_confusion_matrix, train_classifier
+    from synthmed.evaluate import build_condition, synthetic_label_plan
+
+    sets, _ = load_split_sets(inputs["split"], ctx)
+    cfg = stage.config
+    real = sets["train"]
+    synthetic = load_samples(inputs["samples"], real.class_names) if "samples" in inputs else None
+    extra = synthetic_label_plan(real.labels, real.num_classes, total=cfg["extra_total"], ratio=cfg["extra_ratio"],
+                                 balanced=True)
+    cond = build_condition(cfg["condition"], real=real, train_pool=sets["train_pool"], synthetic=synthetic,
+                           extra_labels=extra, seed=cfg["seed"])
+    ccfg = _classifier_config({**cfg["classifier"], "augment": cond.augment}, cfg["seed"])
+    seed_everything(cfg["seed"])
+    t0 = time.perf_counter()
+    clf = train_classifier(cond.train, sets["val"], ccfg, out_dir=None,
+                           callbacks=standard_callbacks(folder, desc=stage.name, progress=ctx.progress,
+                                                        tensorboard=ctx.tensorboard))
+    wall = time.perf_counter() - t0
+    metrics = evaluate_classifier(clf, sets["test"])
+    clf.save(folder / "classifier.pt")
+    write_json_atomic(folder / "metrics.json", metrics)
+    plot_confusion_matrix(metrics["confusion_matrix"], list(real.class_names), folder / "confusion_matrix.png")
+    return {"wall_s": wall, "n_train": len(cond.train), "n_real": cond.n_real, "n_extra": cond.n_extra,
+            "augment": cond.augment, "steps_done": getattr(clf, "steps_done", None),
+            "metrics": {k: v for k, v in metrics.items() if k != "confusion_matrix"}}
+
+
+def run_fidelity(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
+    from synthmed.classify import TrainedClassifier
+    from synthmed.metrics import features as F
+    from synthmed.metrics import fidelity as FI
+    from synthmed.metrics import memorization as M
+
+    sets, _ = load_split_sets(inputs["split"], ctx)
+    real_train, real_test = sets["train"], sets["test"]
+    synthetic = load_samples(inputs["samples"], real_train.class_names)
+    clf = TrainedClassifier.load(inputs["extractor"] / "classifier.pt")
+    extractor = F.domain_extractor(clf)
+    t0 = time.perf_counter()
+    # Reference set for fidelity: held-out real test images (not the k-shot train images the
+    # generator saw), so FID measures the distribution, not recall of 100 training images.
+    ref = sets["train_pool"]
+    feats_ref = F.extract_features(extractor, ref.images)
+    feats_fake = F.extract_features(extractor, synthetic.images)
+    out: dict[str, Any] = {"extractor": FI.extractor_info(extractor) if hasattr(FI, "extractor_info") else extractor.name}
+    if stage.config["fidelity"]:
+        out["overall"] = FI.fidelity_from_features(feats_ref, feats_fake)
+        out["floor"] = FI.real_floor(feats_ref, len(synthetic), seed=0)
+        if stage.config["per_class"]:
+            out["per_class"] = FI.fidelity_per_class(feats_ref, ref.labels, feats_fake, synthetic.labels,
+                                                     class_names=list(real_train.class_names))
+    if stage.config["memorization"]:
+        mem = M.memorization_report(synthetic.images, synthetic.labels, real_train.images, real_train.labels,
+                                    fake_features=feats_fake,
+                                    real_features=F.extract_features(extractor, real_train.images),
+                                    holdout_images=real_test.images)
+        M.closest_pairs_png(synthetic.images, real_train.images, mem["closest_pairs"], folder / "closest_pairs.png")
+        out["memorization"] = mem
+    out["wall_s"] = time.perf_counter() - t0
+    write_json_atomic(folder / "fidelity.json", out)
+    return {"wall_s": out["wall_s"]}
+
+
+STAGE_FUNCTIONS = {
+    "split": run_split,
+    "generator": run_generator,
+    "samples": run_samples,
+    "extractor": run_extractor,
+    "classify": run_classify,
+    "fidelity": run_fidelity,
+}
