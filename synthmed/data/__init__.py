@@ -1,0 +1,27 @@
+"""Datasets → one in-memory type (``LabeledImages``) → leakage-free few-shot splits (``SplitManifest``).
+
+Public API::
+
+    load_dataset(name, *, size=28, data_dir=None, download=False, classes=None, path=None) -> LabeledImages
+    list_datasets(data_dir=None) -> list[DatasetInfo]
+    describe_dataset(data) -> dict
+    save_examples_grid(data, path, *, per_class=8, seed=0) -> Path
+    make_split(data, *, shots=50, protocol=None, seed=0, ...) -> SplitManifest
+"""
+
+from synthmed.data.registry import (
+    DatasetInfo,
+    dataset_names,
+    describe_dataset,
+    list_datasets,
+    load_dataset,
+    resolve_data_dir,
+    save_examples_grid,
+)
+from synthmed.data.splits import SplitManifest, make_split
+from synthmed.data.types import LabeledImages
+
+__all__ = [
+    "DatasetInfo", "LabeledImages", "SplitManifest", "dataset_names", "describe_dataset", "list_datasets",
+    "load_dataset", "make_split", "resolve_data_dir", "save_examples_grid",
+]

@@ -1,0 +1,106 @@
+"""Reading image files and CSV tables for the folder-based sources (HAM10000, NIH, class folders)."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from synthmed.errors import DataFormatError, DataNotFoundError
+from synthmed.imaging import pil_to_array
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def require_folder(path: Path | None, dataset: str, expected: str) -> Path:
+    """Return ``path`` if it is a folder, else a one-line DataNotFoundError saying what to pass."""
+    if path is None:
+        raise DataNotFoundError(f"{dataset} is read from a folder; pass path=DIR (--path DIR) holding {expected}")
+    if not path.is_dir():
+        raise DataNotFoundError(f"{dataset}: folder {path} does not exist; pass path=DIR holding {expected}")
+    return path
+
+
+def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    """Rows of a CSV file as dicts; a missing required column is a DataFormatError naming the file."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataFormatError(f"{path}: cannot read CSV ({e})") from None
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise DataFormatError(f"{path}: missing column(s) {missing}; found {columns}")
+    return rows
+
+
+def index_images(root: Path) -> dict[str, Path]:
+    """Map file name → path for every image file under ``root`` (searched recursively).
+
+    Raises:
+        DataFormatError: two files share a name, so a table row could not say which one it means.
+    """
+    found: dict[str, Path] = {}
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+            if p.name in found:
+                raise DataFormatError(f"image file name {p.name} occurs twice: {found[p.name]} and {p}")
+            found[p.name] = p
+    return found
+
+
+def _open(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()  # decode now, so a truncated file fails here and not later
+            return im.copy()
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+        raise DataFormatError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
+
+
+def _has_colour(images: np.ndarray) -> bool:
+    return bool(np.any(images[..., 0] != images[..., 1]) or np.any(images[..., 1] != images[..., 2]))
+
+
+def read_images(
+    paths: Sequence[Path | None], *, size: int, channels: int | None, on_bad_image: str = "error"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode and squash-resize image files to ``(N, size, size, C)`` uint8.
+
+    Args:
+        paths: one file per row; ``None`` marks a row whose file was not found.
+        size: target side in px (bicubic squash, no crop, as MedMNIST does).
+        channels: 1 or 3; ``None`` picks RGB if any image has colour, else grey.
+        on_bad_image: ``"error"`` raises on the first missing/unreadable file; ``"skip"`` drops it
+            and warns once with the count.
+
+    Returns:
+        ``(images, kept)``: the images and the indices into ``paths`` that were kept.
+    """
+    arrays, kept, bad = [], [], []
+    for i, p in enumerate(paths):
+        try:
+            if p is None:
+                raise DataNotFoundError(f"row {i}: image file not found")
+            arrays.append(pil_to_array(_open(p), size, channels or 3))  # (size, size, C) uint8
+            kept.append(i)
+        except (DataFormatError, DataNotFoundError) as e:
+            if on_bad_image == "error":
+                hint = "; fix or remove it, or pass on_bad_image='skip' to leave such files out"
+                raise type(e)(f"{e}{hint}") from None
+            bad.append(str(p))
+    if bad:
+        warnings.warn(f"skipped {len(bad)} missing or unreadable image(s), e.g. {bad[0]}", stacklevel=3)
+    if not arrays:
+        raise DataNotFoundError("no readable images were found")
+    images = np.stack(arrays)  # (N, size, size, C) uint8
+    if channels is None and not _has_colour(images):
+        images = images[..., :1]  # R = G = B everywhere, so one channel holds the grey image exactly
+    return np.ascontiguousarray(images), np.asarray(kept, dtype=np.int64)
