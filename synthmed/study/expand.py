@@ -22,13 +22,17 @@ def resolve_generator_config(family: str, overrides: dict[str, Any], *, seed: in
     return cls.make_config({**base, **over, "seed": seed, "device": device}).model_dump(mode="json")
 
 
+# Overrides behind ``classifier: {tiny: true}`` (the smoke profile): a few small steps, same network.
+TINY_CLASSIFIER = {"batch_size": 16, "max_steps": 4, "eval_every": 2}
+
+
 def resolve_classifier_config(overrides: dict[str, Any], *, device: str) -> dict[str, Any]:
-    from synthmed.classify import ClassifierConfig, tiny_classifier_config
+    from synthmed.classify import ClassifierConfig
     from synthmed.config import validate
 
     over = dict(overrides)
     tiny = over.pop("tiny", False)
-    base = tiny_classifier_config() if tiny else {}
+    base = TINY_CLASSIFIER if tiny else {}
     return validate(ClassifierConfig, {**base, **over, "device": device}, source="study config 'classifier'").model_dump(mode="json")
 
 

@@ -133,7 +133,8 @@ def run_extractor(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: Stag
 
 
 def run_classify(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
-    from synthmed.classify import evaluate_classifier, plot_confusion_matrix, train_classifier
+    from synthmed.classify import train_classifier
+    from synthmed.metrics.classification import evaluate_classifier, plot_confusion_matrix
     from synthmed.evaluate import build_condition, synthetic_label_plan
 
     sets, _ = load_split_sets(inputs["split"], ctx)

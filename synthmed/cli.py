@@ -1,0 +1,256 @@
+"""The ``synthmed`` command line: a thin layer over the Python API.
+
+Every user-caused error prints one line (``error: ...``) and exits 1; no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from synthmed.errors import SynthmedError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Does synthetic data from a generative model help a few-shot medical image classifier?")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: list what is known and present, show one.")
+app.add_typer(data_app, name="data")
+
+DataDir = typer.Option(None, "--data-dir", help="Folder with dataset files (default: $SYNTHMED_DATA_DIR, else medmnist's cache).")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _default_out(prefix: str) -> Path:
+    import datetime as dt
+
+    return Path("runs") / f"{prefix}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+
+
+# -- run / report ---------------------------------------------------------------------------------
+@app.command()
+def run(
+    config: Optional[Path] = typer.Argument(None, help="Study YAML (default: the embedded default study)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: a new folder under runs/). Re-use it to resume."),
+    profile: str = typer.Option("default", "--profile", help="smoke | default | full"),
+    executor: str = typer.Option("local", "--executor", help="local (default) | ray"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join an existing Ray cluster."),
+    data_dir: Optional[Path] = DataDir,
+    print_default: bool = typer.Option(False, "--print-default", help="Print the resolved study config as YAML and exit."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+):
+    """Run a whole study (split → generators → samples → classifiers → metrics → report.html)."""
+    from synthmed.config import dump_yaml, load_yaml
+    from synthmed.study import load_study_config, make_executor, run_study
+    from synthmed.study.runner import default_run_dir
+
+    data = load_yaml(config) if config else None
+    cfg = load_study_config(data, profile=profile, source=str(config) if config else "study config")
+    if print_default:
+        typer.echo(dump_yaml(cfg), nl=False)
+        return
+    opts = {"address": ray_address} if executor == "ray" else {}
+    ex = make_executor(executor, **opts)
+    out = out or default_run_dir(cfg)
+    manifest = run_study(cfg, out, executor=ex, data_dir=str(data_dir) if data_dir else None, progress=not no_progress)
+    _print_summary(out, manifest)
+
+
+def _print_summary(out: Path, manifest: dict) -> None:
+    from rich.table import Table
+
+    from synthmed.study.results import load_results, summarize_conditions
+
+    rows = load_results(out)
+    con = _console()
+    for metric in ("roc_auc", "macro_f1"):
+        summary = summarize_conditions(rows, metric)
+        if not summary:
+            continue
+        t = Table(title=f"{metric} (mean over {len(manifest['seeds'])} seed(s); 95 % CI when ≥ 2)")
+        for col in ("condition", "generator", "mean", "95 % CI", "Δ vs real"):
+            t.add_column(col)
+        for s in summary:
+            ci = f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}]" if s.get("ci_low") is not None else "–"
+            d = f"{s['vs_real']['mean_diff']:+.3f}" if s.get("vs_real") else "–"
+            t.add_row(s["condition"], s["generator"], f"{s['mean']:.3f}", ci, d)
+        con.print(t)
+    con.print(f"{manifest['stages_run']} stages run, {manifest['stages_cached']} cached, {manifest['wall_s']:.0f} s")
+    con.print(f"report: {out / 'report.html'}")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A study run folder.")):
+    """(Re)build report.html of a finished study run."""
+    from synthmed.report import write_report
+
+    typer.echo(str(write_report(run_dir)))
+
+
+# -- data ---------------------------------------------------------------------------------------
+@data_app.command("list")
+def data_list(data_dir: Optional[Path] = DataDir):
+    """Known datasets and whether each is present locally."""
+    from rich.table import Table
+
+    from synthmed.data import list_datasets
+
+    t = Table(title="datasets")
+    for col in ("name", "kind", "sizes", "classes", "present", "where"):
+        t.add_column(col)
+    for info in list_datasets(data_dir):
+        d = info.__dict__ if hasattr(info, "__dict__") else dict(info)
+        t.add_row(str(d.get("name")), str(d.get("kind")), ",".join(map(str, d.get("sizes") or [])),
+                  str(len(d.get("classes") or [])), "yes" if d.get("present") else "no", str(d.get("location") or d.get("path") or ""))
+    _console().print(t)
+
+
+@data_app.command("show")
+def data_show(
+    name: str = typer.Argument(..., help="Dataset name (see 'synthmed data list')."),
+    size: int = typer.Option(28, "--size"),
+    path: Optional[Path] = typer.Option(None, "--path", help="Folder for layouts read from disk (folder, HAM10000, NIH)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="PNG grid of examples (default: <name>_examples.png)."),
+    data_dir: Optional[Path] = DataDir,
+):
+    """Counts per split and class, and a PNG grid of examples."""
+    from rich.table import Table
+
+    from synthmed.data import describe_dataset, load_dataset, save_examples_grid
+
+    data = load_dataset(name, size=size, data_dir=data_dir, path=path)
+    desc = describe_dataset(data)
+    t = Table(title=f"{name} ({len(data)} images, {data.image_size} px, {data.channels} channel(s))")
+    counts = desc.get("counts", {})
+    t.add_column("split")
+    for c in data.class_names:
+        t.add_column(c)
+    for split, per_class in counts.items():
+        t.add_row(split, *[str(per_class.get(c, 0)) for c in data.class_names])
+    _console().print(t)
+    png = save_examples_grid(data, out or Path(f"{name}_examples.png"))
+    typer.echo(f"examples: {png}")
+
+
+@app.command()
+def split(
+    data: str = typer.Option("pneumoniamnist", "--data"),
+    shots: int = typer.Option(50, "--shots"),
+    seed: int = typer.Option(0, "--seed"),
+    protocol: Optional[str] = typer.Option(None, "--eval", help="official | fraction (default: official when the dataset ships a split)."),
+    size: int = typer.Option(28, "--size"),
+    out: Path = typer.Option(Path("split.json"), "--out"),
+    data_dir: Optional[Path] = DataDir,
+):
+    """Write a few-shot split manifest (JSON) — the input every later stage consumes."""
+    from synthmed.data import load_dataset, make_split
+
+    ds = load_dataset(data, size=size, data_dir=data_dir)
+    m = make_split(ds, shots=shots, seed=seed, protocol=protocol)
+    m.to_json(out)
+    typer.echo(f"{out}: " + ", ".join(f"{k}={sum(v.values())}" for k, v in m.counts.items()) if hasattr(m, "counts") else str(out))
+
+
+# -- classify / train / sample -------------------------------------------------------------------------
+@app.command()
+def classify(
+    data: str = typer.Option("pneumoniamnist", "--data"),
+    shots: int = typer.Option(50, "--shots"),
+    model: str = typer.Option("resnet18", "--model", help="resnet18 | resnet50 | vgg16"),
+    seed: int = typer.Option(0, "--seed"),
+    size: int = typer.Option(28, "--size"),
+    stem: Optional[str] = typer.Option(None, "--stem", help="standard | cifar"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
+    augment: bool = typer.Option(False, "--augment", help="Classic augmentation (flips, small affine)."),
+    out: Optional[Path] = typer.Option(None, "--out"),
+    data_dir: Optional[Path] = DataDir,
+):
+    """Few-shot baseline classifier: split, train, test; prints a metrics table."""
+    from synthmed.classify import run_classify
+    from synthmed.metrics.classification import format_metrics_table
+
+    over = {k: v for k, v in {"stem": stem, "max_steps": max_steps, "augment": augment or None}.items() if v is not None}
+    out = out or _default_out(f"classify-{data}-{model}")
+    metrics = run_classify(data, shots=shots, model=model, seed=seed, out_dir=out, data_dir=data_dir, size=size, **over)
+    typer.echo(format_metrics_table(metrics))
+    typer.echo(f"outputs: {out}")
+
+
+@app.command()
+def train(
+    family: str = typer.Option(..., "--family", help="Generator family (cgan, acgan, lsgan, wgan, wgan-gp, cvae, ddpm)."),
+    data: str = typer.Option("pneumoniamnist", "--data"),
+    shots: int = typer.Option(50, "--shots"),
+    seed: int = typer.Option(0, "--seed"),
+    size: int = typer.Option(28, "--size"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Compute budget in steps (default: the family's)."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes"),
+    per_class: bool = typer.Option(False, "--per-class", help="GANs: one unconditional GAN per class."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
+    out: Optional[Path] = typer.Option(None, "--out"),
+    data_dir: Optional[Path] = DataDir,
+):
+    """Train one generator family on the k-shot real training images."""
+    from synthmed.generators.run import train_generator
+
+    over = {k: v for k, v in {"max_steps": max_steps, "max_minutes": max_minutes,
+                              "per_class": per_class or None}.items() if v is not None}
+    out = out or _default_out(f"train-{family}-{data}")
+    train_generator(family, data, shots=shots, seed=seed, out_dir=out, size=size, data_dir=data_dir,
+                    resume=resume, **over)
+    typer.echo(f"generator: {out / 'generator.pt'}")
+
+
+@app.command()
+def sample(
+    run_dir: Path = typer.Argument(..., help="A 'synthmed train' folder (or a generator.pt)."),
+    n_per_class: int = typer.Option(200, "--n-per-class"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", help="Folder for PNG files, samples.npz and grid.png."),
+):
+    """Sample a trained generator: PNG files per class + an npz with labels."""
+    from synthmed.generators.run import sample_to_folder
+
+    res = sample_to_folder(run_dir, out, n_per_class=n_per_class, seed=seed)
+    typer.echo(f"{res['n']} images in {res['wall_s']:.1f} s → {out}")
+
+
+@app.command()
+def serve(
+    runs: Path = typer.Option(Path("runs"), "--runs", help="Folder of study runs (read-only)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="127.0.0.1 (default) keeps it local; 0.0.0.0 exposes it."),
+    port: int = typer.Option(8000, "--port"),
+):
+    """Web app: browse runs, generate images on demand, classify an uploaded image."""
+    try:
+        import uvicorn
+
+        from synthmed.serve import create_app
+    except ModuleNotFoundError as e:
+        from synthmed.errors import MissingDependencyError
+
+        raise MissingDependencyError(f"the web app needs {e.name}: pip install 'synthmed[web]'") from None
+    uvicorn.run(create_app(runs), host=host, port=port)
+
+
+def main() -> None:
+    try:
+        app()
+    except SynthmedError as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.secho("interrupted: finished stages are kept; re-run the same command to resume", fg="yellow", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    main()
