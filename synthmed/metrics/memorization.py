@@ -1,0 +1,259 @@
+"""Memorization: does a generator hand back (near-)copies of its training images?
+
+For every synthetic image we find the nearest and second-nearest real *training* image, in pixel
+space (flattened, [0, 1] intensities, L2) and, when features are given, in feature space. An image
+is flagged as a copy when either
+
+- the ratio test holds: d(x, NN1) < ⅓ · d(x, NN2) (Gu et al. 2025, "On Memorization in Diffusion
+  Models", TMLR): the image sits much closer to one training image than to any other; or
+- d(x, NN1) ≤ a calibrated absolute threshold: the ``percentile``-th percentile (default 1 %) of the
+  nearest-training-image distances of *held-out real* images. Held-out images are new, real and
+  in-distribution by construction, so a synthetic image closer than 99 % of them to the training
+  set is closer than a genuinely new image tends to get (so ~1 % of truly new images are flagged by
+  design; exact duplicates between the held-out and training sets are left out of the calibration).
+  Without held-out images the threshold is 0
+  (exact copies only): exact duplicates inside the training set would otherwise defeat the ratio
+  test (NN1 = NN2 = 0).
+
+Distances come from ``torch.cdist`` over query chunks (memory ~ chunk × N_train), then the few
+closest candidates are re-measured exactly in float64, because cdist's matrix-product shortcut
+loses precision near zero, exactly where copies live.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synthmed.errors import ConfigError, DataFormatError
+from synthmed.imaging import make_grid, save_png
+from synthmed.utils.runtime import configure_torch_cpu, resolve_device
+
+KEY_COPY_FRACTION = "copy_fraction"
+KEY_COPY_COUNT = "copy_count"
+KEY_RATIO_COPY_FRACTION = "ratio_copy_fraction"
+KEY_THRESHOLD_COPY_FRACTION = "threshold_copy_fraction"
+KEY_COPY_FRACTION_PER_CLASS = "copy_fraction_per_class"
+KEY_THRESHOLD = "threshold"
+KEY_MEDIAN_NN_DISTANCE = "median_nn_distance"
+KEY_N_SYNTHETIC = "n_synthetic"
+KEY_N_TRAIN = "n_train"
+
+COPY_RATIO = 1 / 3  # Gu et al. 2025: NN1 < NN2 / 3 marks a memorized sample
+THRESHOLD_PERCENTILE = 1.0  # 1st percentile of held-out real NN distances (see module docstring)
+_CANDIDATES = 8  # neighbours re-measured exactly after the fast cdist pass
+
+
+# -- distances -----------------------------------------------------------------------------------------
+
+
+def images_to_pixel_vectors(images: np.ndarray) -> np.ndarray:
+    """``(N, H, W, C)`` uint8 → ``(N, H·W·C)`` float32 in [0, 1]."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise DataFormatError(f"memorization needs (N, H, W, C) uint8 images; got {images.dtype} {images.shape}")
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0
+
+
+def nearest_two(queries: np.ndarray, reference: np.ndarray, *, chunk: int = 512,
+                device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Nearest and second-nearest reference row for each query row (L2).
+
+    Args:
+        queries: ``(N, D)`` float vectors.
+        reference: ``(M, D)`` float vectors, M ≥ 2.
+        chunk: queries per ``torch.cdist`` call (memory ~ chunk × M floats).
+        device: ``"auto"`` uses CUDA when present.
+
+    Returns:
+        ``(distances (N, 2) float64, indices (N, 2) int64)``, nearest first.
+    """
+    q, r = np.asarray(queries), np.asarray(reference)
+    if q.ndim != 2 or r.ndim != 2 or q.shape[1] != r.shape[1]:
+        raise DataFormatError(f"queries {q.shape} and reference {r.shape} must be (N, D) and (M, D) with the same D")
+    if len(r) < 2:
+        raise ConfigError(f"the ratio test needs ≥ 2 training images; got {len(r)}")
+    configure_torch_cpu()
+    dev = resolve_device(device)
+    ref = torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32)).to(dev)  # (M, D)
+    ref64 = torch.from_numpy(np.ascontiguousarray(r, dtype=np.float64))
+    k = min(_CANDIDATES, len(r))
+    dists, idxs = [], []
+    for start in range(0, len(q), chunk):
+        qc = torch.from_numpy(np.ascontiguousarray(q[start : start + chunk], dtype=np.float32)).to(dev)  # (B, D)
+        cand = torch.cdist(qc, ref).topk(k, dim=1, largest=False).indices.cpu()  # (B, k) fast, approximate
+        exact = (torch.from_numpy(np.asarray(q[start : start + chunk], dtype=np.float64))[:, None, :]
+                 - ref64[cand]).norm(dim=2)  # (B, k) float64, exact
+        order = exact.argsort(dim=1)[:, :2]
+        dists.append(exact.gather(1, order))
+        idxs.append(cand.gather(1, order))
+    if not dists:
+        return np.zeros((0, 2)), np.zeros((0, 2), dtype=np.int64)
+    return torch.cat(dists).numpy(), torch.cat(idxs).numpy().astype(np.int64)
+
+
+def calibrate_threshold(train_vecs: np.ndarray, heldout_vecs: np.ndarray, *, percentile: float = THRESHOLD_PERCENTILE,
+                        **kwargs) -> float:
+    """The ``percentile``-th percentile of held-out real images' nearest-training-image distance.
+
+    Args:
+        train_vecs: ``(M, D)`` training vectors (pixels or features).
+        heldout_vecs: ``(H, D)`` vectors of real images *not* in training (e.g. the validation split).
+        percentile: in [0, 100]; default 1.
+        **kwargs: ``chunk`` / ``device`` for ``nearest_two``.
+    """
+    if not 0 <= percentile <= 100:
+        raise ConfigError(f"percentile must be in [0, 100]; got {percentile}")
+    d = nearest_two(heldout_vecs, train_vecs, **kwargs)[0][:, 0]
+    # Held-out images identical to a training image are leaks, not new images: PneumoniaMNIST's
+    # official val holds 8 of 524 exact duplicates of train images (measured), which would pin a
+    # 1 % threshold to 0. Calibrate on the genuinely new ones.
+    d = d[d > 0]
+    return float(np.percentile(d, percentile)) if len(d) else 0.0
+
+
+# -- report ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SpaceResult:
+    """Per-synthetic-image nearest-neighbour facts in one space (``"pixel"`` or ``"feature"``)."""
+
+    nn_index: np.ndarray  # (N,) index of the nearest training image
+    nn_dist: np.ndarray  # (N,) distance to it
+    second_dist: np.ndarray  # (N,) distance to the second-nearest
+    threshold: float  # absolute threshold used (0 = exact copies only)
+    ratio: float = COPY_RATIO
+
+    @property
+    def ratio_flag(self) -> np.ndarray:
+        return self.nn_dist < self.ratio * self.second_dist
+
+    @property
+    def threshold_flag(self) -> np.ndarray:
+        return self.nn_dist <= self.threshold
+
+    @property
+    def is_copy(self) -> np.ndarray:
+        return self.ratio_flag | self.threshold_flag
+
+
+def _fractions(flags: np.ndarray, labels: np.ndarray, names: list[str]) -> dict[str, float | None]:
+    return {n: (float(flags[labels == c].mean()) if (labels == c).any() else None) for c, n in enumerate(names)}
+
+
+@dataclass
+class CopyReport:
+    """Copy detection for one synthetic set against its generator's training images."""
+
+    spaces: dict[str, SpaceResult]
+    labels: np.ndarray  # (N,) synthetic labels
+    class_names: list[str]
+    n_train: int
+    extractor: dict | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def is_copy(self) -> np.ndarray:
+        """(N,) bool: flagged as a copy in any space."""
+        return np.logical_or.reduce([s.is_copy for s in self.spaces.values()])
+
+    def summary(self) -> dict:
+        """JSON-ready numbers: copy rate overall and per class, per space and combined."""
+        out = {KEY_N_SYNTHETIC: int(len(self.labels)), KEY_N_TRAIN: self.n_train, "ratio": COPY_RATIO,
+               KEY_COPY_FRACTION: float(self.is_copy.mean()) if len(self.labels) else 0.0,
+               KEY_COPY_COUNT: int(self.is_copy.sum()),
+               KEY_COPY_FRACTION_PER_CLASS: _fractions(self.is_copy, self.labels, self.class_names),
+               "extractor": self.extractor, **self.meta}
+        for name, s in self.spaces.items():
+            out[name] = {
+                KEY_COPY_FRACTION: float(s.is_copy.mean()), KEY_COPY_COUNT: int(s.is_copy.sum()),
+                KEY_RATIO_COPY_FRACTION: float(s.ratio_flag.mean()),
+                KEY_THRESHOLD_COPY_FRACTION: float(s.threshold_flag.mean()),
+                KEY_THRESHOLD: s.threshold, KEY_MEDIAN_NN_DISTANCE: float(np.median(s.nn_dist)),
+                KEY_COPY_FRACTION_PER_CLASS: _fractions(s.is_copy, self.labels, self.class_names),
+            }
+        return out
+
+    def closest_pairs(self, space: str = "pixel", top_k: int = 16) -> np.ndarray:
+        """``(P, 2)`` int64 (synthetic index, training index), closest first, P ≤ top_k."""
+        s = self.spaces[space]
+        order = np.argsort(s.nn_dist, kind="stable")[:top_k]
+        return np.stack([order, s.nn_index[order]], axis=1).astype(np.int64)
+
+
+def copy_report(synthetic_images: np.ndarray, synthetic_labels: np.ndarray, train_images: np.ndarray, *,
+                synthetic_feats: np.ndarray | None = None, train_feats: np.ndarray | None = None,
+                heldout_images: np.ndarray | None = None, heldout_feats: np.ndarray | None = None,
+                class_names: tuple[str, ...] | None = None, ratio: float = COPY_RATIO,
+                percentile: float = THRESHOLD_PERCENTILE, extractor=None, chunk: int = 512,
+                device: str = "auto") -> CopyReport:
+    """Flag synthetic images that copy a training image, in pixel and (optionally) feature space.
+
+    Args:
+        synthetic_images: ``(N, H, W, C)`` uint8 generated images.
+        synthetic_labels: ``(N,)`` their class labels (for per-class copy rates).
+        train_images: ``(M, H, W, C)`` uint8, the images the generator was trained on.
+        synthetic_feats, train_feats: optional ``(N, D)`` / ``(M, D)`` features (same extractor)
+            for the feature-space test.
+        heldout_images, heldout_feats: real images not used for training, to calibrate the
+            absolute thresholds; without them the threshold is 0 (exact copies only).
+        class_names: names for per-class rates (default "0", "1"...).
+        ratio: ratio-test factor (default ⅓, Gu et al. 2025).
+        percentile: calibration percentile of held-out NN distances (default 1).
+        extractor: the feature extractor (or its ``describe()`` dict), recorded in the report.
+        chunk, device: passed to ``nearest_two``.
+    """
+    labels = np.asarray(synthetic_labels, dtype=np.int64)
+    if len(labels) != len(synthetic_images):
+        raise DataFormatError(f"{len(labels)} labels for {len(synthetic_images)} synthetic images")
+    if synthetic_images.shape[1:] != train_images.shape[1:]:
+        raise DataFormatError(f"synthetic images {synthetic_images.shape[1:]} and training images "
+                              f"{train_images.shape[1:]} differ in (H, W, C); resize one set first")
+    if (synthetic_feats is None) != (train_feats is None):
+        raise ConfigError("give both synthetic_feats and train_feats (or neither) for the feature-space test")
+    if not 0 < ratio < 1:
+        raise ConfigError(f"ratio must be in (0, 1); got {ratio}")
+    nn_kw = {"chunk": chunk, "device": device}
+    vectors = {"pixel": (images_to_pixel_vectors(synthetic_images), images_to_pixel_vectors(train_images),
+                         None if heldout_images is None else images_to_pixel_vectors(heldout_images))}
+    if synthetic_feats is not None:
+        vectors["feature"] = (np.asarray(synthetic_feats), np.asarray(train_feats), heldout_feats)
+    spaces = {}
+    for name, (fake, train, held) in vectors.items():
+        thr = 0.0 if held is None else calibrate_threshold(train, held, percentile=percentile, **nn_kw)
+        d, i = nearest_two(fake, train, **nn_kw)
+        spaces[name] = SpaceResult(nn_index=i[:, 0], nn_dist=d[:, 0], second_dist=d[:, 1], threshold=thr, ratio=ratio)
+    k = int(max(labels.max(initial=-1) + 1, len(class_names or ())))
+    names = list(class_names) if class_names else [str(c) for c in range(k)]
+    facts = extractor.describe() if hasattr(extractor, "describe") else extractor
+    return CopyReport(spaces=spaces, labels=labels, class_names=names, n_train=len(train_images), extractor=facts,
+                      meta={"threshold_percentile": percentile if heldout_images is not None else None})
+
+
+# -- figure --------------------------------------------------------------------------------------------------
+
+
+def closest_pairs_png(synthetic: np.ndarray, real: np.ndarray, pairs: np.ndarray, path: str | os.PathLike,
+                      top_k: int = 16, *, per_row: int = 4, scale: int = 2) -> Path:
+    """Save the top-k closest (synthetic, real) pairs as one PNG, each pair side by side.
+
+    Args:
+        synthetic: ``(N, H, W, C)`` uint8 synthetic images.
+        real: ``(M, H, W, C)`` uint8 training images.
+        pairs: ``(P, 2)`` (synthetic index, real index), closest first (``CopyReport.closest_pairs``).
+        path: output PNG (written atomically).
+        top_k: pairs to draw.
+        per_row: pairs per row of the figure.
+        scale: nearest-neighbour upscaling so 28 px images stay visible.
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)[:top_k]
+    if len(pairs) == 0:
+        raise ConfigError("no pairs to draw; pass CopyReport.closest_pairs(...) with top_k ≥ 1")
+    tiles = np.stack([img for s, r in pairs for img in (synthetic[s], real[r])])  # (2P, H, W, C): syn, real, ...
+    grid = make_grid(tiles, nrow=2 * min(per_row, len(pairs)))
+    return save_png(path, grid, scale=scale)
