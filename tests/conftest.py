@@ -27,25 +27,14 @@ def data_dir() -> Path:
 def pneumonia_50shot(data_dir):
     """The real PneumoniaMNIST 50-shot train split (seed 0) plus the official val/test, as LabeledImages.
 
+    Made by the data layer itself: official protocol, duplicates shared with train removed from val.
     Returns a dict with keys train, val, test (LabeledImages).
     """
-    from synthmed.data.types import LabeledImages
+    from synthmed.data import load_dataset, make_split
 
-    with np.load(data_dir / "pneumoniamnist.npz") as z:
-        arrays = {k: z[k] for k in z.files}
-    rng = np.random.default_rng(0)
-    labels = arrays["train_labels"].reshape(-1).astype(np.int64)
-    idx = np.concatenate([rng.choice(np.flatnonzero(labels == k), 50, replace=False) for k in (0, 1)])
-    names = ("normal", "pneumonia")
-
-    def make(split, index=None):
-        imgs = arrays[f"{split}_images"][..., None]
-        lab = arrays[f"{split}_labels"].reshape(-1).astype(np.int64)
-        if index is not None:
-            imgs, lab = imgs[index], lab[index]
-        return LabeledImages(images=np.ascontiguousarray(imgs), labels=lab, class_names=names, name="pneumoniamnist")
-
-    return {"train": make("train", idx), "val": make("val"), "test": make("test")}
+    data = load_dataset("pneumoniamnist", data_dir=data_dir)
+    parts = make_split(data, shots=50, seed=0).apply(data)
+    return {k: parts[k] for k in ("train", "val", "test")}
 
 
 @pytest.fixture
