@@ -24,6 +24,23 @@ def require_folder(path: Path | None, dataset: str, expected: str) -> Path:
     return path
 
 
+def missing_file(file: Path, how: str) -> DataNotFoundError:
+    """The one-line error for a dataset file that is not where it should be."""
+    return DataNotFoundError(f"{file.name} is not in {file.parent}; copy it there (or set $SYNTHMED_DATA_DIR), or {how}")
+
+
+def read_npz(file: Path, keys: Sequence[str], layout: str) -> dict[str, np.ndarray]:
+    """The named arrays of an npz file (no pickle); missing keys or a broken file → DataFormatError."""
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise DataFormatError(f"{file}: missing key(s) {missing}; found {sorted(z.files)} (expected {layout})")
+            return {k: z[k] for k in keys}
+    except (OSError, ValueError) as e:  # not a zip, truncated, or an object array needing pickle
+        raise DataFormatError(f"{file}: not a readable npz file ({e})") from None
+
+
 def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     """Rows of a CSV file as dicts; a missing required column is a DataFormatError naming the file."""
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synthmed.data.files import index_images, read_csv_rows, read_images, require_folder
+from synthmed.data.files import index_images, missing_file, read_csv_rows, read_images, read_npz, require_folder
 from synthmed.data.registry import DatasetInfo, DatasetSpec, register_dataset
 from synthmed.data.types import LabeledImages
 from synthmed.errors import DataFormatError, DataNotFoundError
@@ -35,18 +35,8 @@ def array_file(size: int) -> str:
 def load_array_file(file: Path, size: int) -> LabeledImages:
     """Read ``ham10000_<size>.npz``; groups are the lesion ids."""
     if not file.exists():
-        raise DataNotFoundError(
-            f"{file.name} is not in {file.parent}; copy it there (or set $SYNTHMED_DATA_DIR), "
-            f"or pass path=DIR holding {METADATA} and the HAM10000 image folders"
-        )
-    try:
-        with np.load(file, allow_pickle=False) as z:
-            missing = [k for k in ARRAY_KEYS if k not in z.files]
-            if missing:
-                raise DataFormatError(f"{file}: missing key(s) {missing}; found {sorted(z.files)}")
-            arrays = {k: z[k] for k in ARRAY_KEYS}
-    except (OSError, ValueError) as e:
-        raise DataFormatError(f"{file}: not a readable npz file ({e})") from None
+        raise missing_file(file, f"pass path=DIR holding {METADATA} and the HAM10000 image folders")
+    arrays = read_npz(file, ARRAY_KEYS, "images, labels, image_ids, lesion_ids, sources")
     images, labels = arrays["images"], arrays["labels"]
     if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
         raise DataFormatError(f"{file}: images are {images.shape} {images.dtype}; expected (N, {size}, {size}, 3) uint8")

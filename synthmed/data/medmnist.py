@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from synthmed.data.classes import single_label_subset
+from synthmed.data.files import missing_file, read_npz
 from synthmed.data.registry import DatasetInfo, DatasetSpec, register_dataset
 from synthmed.data.types import LabeledImages
 from synthmed.errors import ConfigError, DataFormatError, DataNotFoundError
@@ -80,14 +81,7 @@ def download_file(url: str, dest: Path, md5: str, timeout: float = 60.0) -> Path
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """The six arrays, validated: images (N,H,W[,C]) uint8, labels (N, L) integer."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in z.files]
-            if missing:
-                raise DataFormatError(f"{path}: missing key(s) {missing}; found {sorted(z.files)} (expected MedMNIST npz)")
-            arrays = {f"{s}_{k}": z[f"{s}_{k}"] for s in SPLITS for k in ("images", "labels")}
-    except (OSError, ValueError) as e:
-        raise DataFormatError(f"{path}: not a readable npz file ({e})") from None
+    arrays = read_npz(path, [f"{s}_{k}" for s in SPLITS for k in ("images", "labels")], "a MedMNIST npz")
     for s in SPLITS:
         imgs, labels = arrays[f"{s}_images"], arrays[f"{s}_labels"]
         if imgs.ndim not in (3, 4) or (imgs.ndim == 4 and imgs.shape[-1] not in (1, 3)):
@@ -124,10 +118,7 @@ def load_medmnist(
     file = path if path is not None else data_dir / file_name(flag, size)
     if not file.exists():
         if not download or path is not None:
-            raise DataNotFoundError(
-                f"{file.name} is not in {file.parent}; copy it there (or set $SYNTHMED_DATA_DIR), "
-                f"or pass download=True / --download while online"
-            )
+            raise missing_file(file, "pass download=True / --download while online")
         download_file(info[f"url{_size_key(size)}"], file, info[f"MD5{_size_key(size)}"])
     arrays = _read_npz(file)
     images = np.concatenate([arrays[f"{s}_images"] for s in SPLITS])

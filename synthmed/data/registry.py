@@ -144,8 +144,9 @@ def load_dataset(
         data_dir: folder of dataset files; default $SYNTHMED_DATA_DIR, else ``~/.medmnist``.
         download: allow downloading a missing MedMNIST file (MD5-checked). Never done otherwise.
         classes: ``None`` for the dataset's default classes, a list of class names to keep
-            (labels are renumbered in the given order), or ``"all-as-one"`` to collapse every
-            image into one class (the unconditional case).
+            (case-insensitive; labels are renumbered in the given order), or ``"all-as-one"`` to
+            collapse every image into one class (the unconditional case; multi-label sources
+            collapse their default subset).
         path: the folder of a folder-based source (HAM10000 original layout, NIH, class folders).
         channels: folder sources only: 1 (grey) or 3 (RGB); default RGB if any image is colour.
         on_bad_image: ``"error"`` (default) stops at the first unreadable or missing image file,
@@ -167,7 +168,7 @@ def load_dataset(
     if channels not in (None, 1, 3):
         raise ConfigError(f"channels must be 1 (grey) or 3 (RGB); got {channels!r}")
     if isinstance(classes, str) and classes != ALL_AS_ONE:
-        classes = [c.strip() for c in classes.split(",") if c.strip()]
+        classes = [classes]  # one name; not split on commas, since names like "normal, benign" hold them
     spec = specs[name]
     wanted = None if classes == ALL_AS_ONE else classes
     options = {"channels": channels, "on_bad_image": on_bad_image}

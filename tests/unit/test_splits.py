@@ -186,3 +186,15 @@ def test_bad_arguments():
         make_split(data, shots=0)
     with pytest.raises(ConfigError, match="sum < 1"):
         make_split(data, val_fraction=0.5, test_fraction=0.5)
+
+
+def test_official_protocol_drops_val_test_images_whose_group_is_in_train():
+    base = official_toy()
+    groups = np.array([f"p{i}" for i in range(len(base))])
+    groups[[21, 28]] = "p0"  # a patient of the official train split reappears in val and test
+    data = LabeledImages(images=base.images, labels=base.labels, class_names=base.class_names, groups=groups,
+                         official_split=base.official_split, name="toy")
+    m = make_split(data, shots=5, dedup=False)  # group removal does not depend on dedup
+    assert m.duplicates.group_removed == {"val": [21], "test": [28]}
+    assert m.groups and 21 not in m.indices["val"] and 28 not in m.indices["test"]
+    assert_leak_free(m, data)
