@@ -19,9 +19,10 @@ def _match_names(wanted: Sequence[str], known: Sequence[str], dataset: str) -> l
     out = []
     for w in wanted:
         if w.lower() not in lower:
-            raise UnknownNameError(
-                f"{dataset} has no class '{w}'{suggest(w.lower(), list(lower))} (classes: {', '.join(known)})"
-            )
+            hint = suggest(w.lower(), list(lower))
+            for k in known:  # show the suggestion in the dataset's own spelling
+                hint = hint.replace(f"'{k.lower()}'", f"'{k}'")
+            raise UnknownNameError(f"{dataset} has no class '{w}'{hint} (classes: {', '.join(known)})")
         out.append(lower[w.lower()])
     if len(set(out)) != len(out):
         raise ConfigError(f"classes {list(wanted)} name the same class twice; list each class once")

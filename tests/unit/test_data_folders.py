@@ -119,7 +119,7 @@ def test_nih_default_subset_with_patient_groups(nih_dir):
 def test_nih_other_subset_and_unknown_finding(nih_dir):
     data = load_dataset("nih-chestxray14", path=nih_dir, classes=["effusion", "no finding"])
     assert data.class_names == ("Effusion", "No Finding") and data.labels.tolist() == [1, 0, 1]
-    with pytest.raises(UnknownNameError, match="did you mean 'infiltration'"):
+    with pytest.raises(UnknownNameError, match="did you mean 'Infiltration'"):
         load_dataset("nih-chestxray14", path=nih_dir, classes=["No Finding", "Infiltraton"])
 
 
