@@ -81,9 +81,8 @@ def make_extractor(name: str = DEFAULT_EXTRACTOR, **kwargs) -> "FeatureExtractor
 def _module_checksum(module: nn.Module) -> str:
     """sha256 over a module's parameters and buffers (names in order), so equal weights hash equal."""
     state = module.state_dict()
-    arrays = [np.frombuffer(k.encode(), dtype=np.uint8) for k in state]
-    arrays += [v.detach().cpu().contiguous().view(-1).float().numpy() for v in state.values()]
-    return sha256_array(*arrays)
+    names = np.frombuffer("\n".join(state).encode(), dtype=np.uint8)
+    return sha256_array(names, *(t.detach().cpu().float().reshape(-1).numpy() for t in state.values()))
 
 
 class FeatureExtractor(nn.Module):

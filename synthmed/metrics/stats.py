@@ -23,6 +23,10 @@ import numpy as np
 
 from synthmed.errors import ConfigError, DataFormatError
 
+KEY_MEAN, KEY_STD, KEY_N, KEY_METHOD, KEY_NOTE = "mean", "std", "n", "method", "note"
+KEY_CI_LOW, KEY_CI_HIGH = "ci_low", "ci_high"
+KEY_MEAN_DIFF, KEY_P_VALUE, KEY_TEST, KEY_CONFIDENCE = "mean_diff", "p_value", "test", "confidence"
+
 CONFIDENCE = 0.95  # the usual 95 % interval
 ALPHA = 0.05  # significance level used in the plain-words sentence
 BOOTSTRAP_RESAMPLES = 10_000  # scipy's default; percentile CIs are stable to ~0.1 pt at this count
@@ -76,8 +80,8 @@ def summarize(values: Sequence[float], *, method: Literal["t", "bootstrap"] = "t
     v = _values(values)
     n, mean = len(v), float(v.mean())
     if n == 1:
-        return {"mean": mean, "std": None, "n": 1, "ci_low": None, "ci_high": None, "method": "none",
-                "note": "n=1: no spread or confidence interval; run more seeds"}
+        return {KEY_MEAN: mean, KEY_STD: None, KEY_N: 1, KEY_CI_LOW: None, KEY_CI_HIGH: None, KEY_METHOD: "none",
+                KEY_NOTE: "n=1: no spread or confidence interval; run more seeds"}
     std = 0.0 if _flat(v) else float(v.std(ddof=1))
     note = "zero variance across seeds: the interval is a point" if std == 0 else ""
     if method == "t" or std == 0:
@@ -88,7 +92,7 @@ def summarize(values: Sequence[float], *, method: Literal["t", "bootstrap"] = "t
         res = stats.bootstrap((v,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
                               method="percentile", random_state=np.random.default_rng(seed))
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    return {"mean": mean, "std": std, "n": n, "ci_low": lo, "ci_high": hi, "method": method, "note": note}
+    return {KEY_MEAN: mean, KEY_STD: std, KEY_N: n, KEY_CI_LOW: lo, KEY_CI_HIGH: hi, KEY_METHOD: method, KEY_NOTE: note}
 
 
 def paired_comparison(a: Sequence[float], b: Sequence[float], *, test: Literal["t", "wilcoxon"] = "t",
@@ -112,22 +116,23 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], *, test: Literal["
         raise DataFormatError(f"paired comparison needs one value per seed in both: got {len(va)} and {len(vb)}")
     d = va - vb
     n, mean = len(d), float(d.mean())
-    out = {"mean_diff": mean, "ci_low": None, "ci_high": None, "p_value": None, "n": n, "test": test,
-           "confidence": confidence, "note": ""}
+    out = {KEY_MEAN_DIFF: mean, KEY_CI_LOW: None, KEY_CI_HIGH: None, KEY_P_VALUE: None, KEY_N: n, KEY_TEST: test,
+           KEY_CONFIDENCE: confidence, KEY_NOTE: ""}
     if n == 1:
-        out["note"] = "n=1: no confidence interval or p-value; run more seeds"
+        out[KEY_NOTE] = "n=1: no confidence interval or p-value; run more seeds"
         return out
     std = 0.0 if _flat(d) else float(d.std(ddof=1))
-    out["ci_low"], out["ci_high"] = _t_interval(mean, std, n, confidence)
+    out[KEY_CI_LOW], out[KEY_CI_HIGH] = _t_interval(mean, std, n, confidence)
     if std == 0:
-        out["note"] = ("identical results on every seed" if abs(mean) <= 1e-12 else
-                       "the difference is the same on every seed (zero variance): no p-value")
-        out["p_value"] = 1.0 if abs(mean) <= 1e-12 else None
+        same = abs(mean) <= 1e-12
+        out[KEY_NOTE] = ("identical results on every seed" if same else
+                         "the difference is the same on every seed (zero variance): no p-value")
+        out[KEY_P_VALUE] = 1.0 if same else None
         return out
     if test == "t":
-        out["p_value"] = float(stats.ttest_rel(va, vb).pvalue)
+        out[KEY_P_VALUE] = float(stats.ttest_rel(va, vb).pvalue)
     else:
-        out["p_value"] = float(stats.wilcoxon(va, vb).pvalue)
+        out[KEY_P_VALUE] = float(stats.wilcoxon(va, vb).pvalue)
     return out
 
 
@@ -163,14 +168,14 @@ def describe_comparison(name_a: str, name_b: str, comparison: dict, metric: str,
         points: values are fractions in [0, 1]; show them ×100 as "points".
     """
     scale, unit = (100.0, f"{metric} points") if points else (1.0, metric)
-    n, p = comparison["n"], comparison["p_value"]
-    lo, hi, diff = comparison["ci_low"], comparison["ci_high"], comparison["mean_diff"]
-    test = TEST_NAMES.get(comparison["test"], comparison["test"])
+    n, p = comparison[KEY_N], comparison[KEY_P_VALUE]
+    lo, hi, diff = comparison[KEY_CI_LOW], comparison[KEY_CI_HIGH], comparison[KEY_MEAN_DIFF]
+    test = TEST_NAMES.get(comparison[KEY_TEST], comparison[KEY_TEST])
     if lo is None:
         return (f"cannot tell whether {name_a} beats {name_b}: difference {_fmt(diff, scale, True)} {unit} "
-                f"from n={n} ({comparison.get('note') or 'no confidence interval'})")
+                f"from n={n} ({comparison.get(KEY_NOTE) or 'no confidence interval'})")
     beats = lo > 0 and (p is None or p < alpha)
-    level = f"{100 * comparison.get('confidence', CONFIDENCE):g}"
+    level = f"{100 * comparison.get(KEY_CONFIDENCE, CONFIDENCE):g}"
     p_txt = "" if p is None else (", p<0.001" if p < 0.001 else f", p={p:.2g}")
     head = f"{name_a} beats {name_b} by" if beats else f"{name_a} does not beat {name_b}:"
     return (f"{head} {_fmt(diff, scale, True)} {unit}, {level} % CI [{_fmt(lo, scale)}, {_fmt(hi, scale)}] "

@@ -41,8 +41,8 @@ def test_fid_matches_scipy_sqrtm_reference():
 
 def test_kid_identical_distributions_near_zero_and_shift_is_large():
     a, b = gaussian(400, seed=1), gaussian(400, seed=2)
-    same = F.features_to_kid(a, b, subsets=20)
-    shifted = F.features_to_kid(a, b + 1.0, subsets=20)
+    same = F.features_to_kid(a, b, subsets=3)
+    shifted = F.features_to_kid(a, b + 1.0, subsets=3)
     assert abs(same[F.KEY_KID_MEAN]) < 0.05  # unbiased MMD² may dip slightly below 0
     assert shifted[F.KEY_KID_MEAN] > 100 * abs(same[F.KEY_KID_MEAN])
 
