@@ -88,7 +88,7 @@ def run_generator(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: Stag
 
     sets, _ = load_split_sets(inputs["split"], ctx)
     train = sets["train"]
-    seed_everything(stage.config["seed"])
+    seed_everything(stage.config["config"]["seed"])
     gen = make_generator(stage.config["family"], stage.config["config"])
     callbacks = standard_callbacks(folder, desc=stage.name, progress=ctx.progress, tensorboard=ctx.tensorboard)
     t0 = time.perf_counter()
@@ -141,8 +141,10 @@ def run_classify(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: Stage
     cfg = stage.config
     real = sets["train"]
     synthetic = load_samples(inputs["samples"], real.class_names) if "samples" in inputs else None
-    extra = synthetic_label_plan(real.labels, real.num_classes, total=cfg["extra_total"], ratio=cfg["extra_ratio"],
-                                 balanced=True)
+    extra = None
+    if cfg["condition"] == "real+duplicate":  # count-matched to the synthetic amount of the study
+        extra = synthetic_label_plan(real.labels, real.num_classes, total=cfg["extra_total"],
+                                     ratio=cfg["extra_ratio"], balanced=True)
     cond = build_condition(cfg["condition"], real=real, train_pool=sets["train_pool"], synthetic=synthetic,
                            extra_labels=extra, seed=cfg["seed"])
     ccfg = _classifier_config({**cfg["classifier"], "augment": cond.augment}, cfg["seed"])
@@ -162,39 +164,52 @@ def run_classify(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: Stage
 
 
 def run_fidelity(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
+    """FID/KID/IS/precision-recall (overall, per class, real-vs-real floor) and memorization,
+    with features extracted once per image set and shared by every metric."""
     from synthmed.classify import TrainedClassifier
     from synthmed.metrics import features as F
     from synthmed.metrics import fidelity as FI
     from synthmed.metrics import memorization as M
 
     sets, _ = load_split_sets(inputs["split"], ctx)
-    real_train, real_test = sets["train"], sets["test"]
-    synthetic = load_samples(inputs["samples"], real_train.class_names)
-    clf = TrainedClassifier.load(inputs["extractor"] / "classifier.pt")
-    extractor = F.domain_extractor(clf)
+    real_train = sets["train"]
+    names = tuple(real_train.class_names)
+    synthetic = load_samples(inputs["samples"], names)
+    extractor = F.domain_extractor(TrainedClassifier.load(inputs["extractor"] / "classifier.pt"))
     t0 = time.perf_counter()
-    # Reference set for fidelity: held-out real test images (not the k-shot train images the
-    # generator saw), so FID measures the distribution, not recall of 100 training images.
+    # Reference set: the real training pool (k-shot images plus every other real training image),
+    # so FID measures closeness to the real distribution, not to the 2k images the generator saw.
     ref = sets["train_pool"]
     feats_ref = F.extract_features(extractor, ref.images)
-    feats_fake = F.extract_features(extractor, synthetic.images)
-    out: dict[str, Any] = {"extractor": FI.extractor_info(extractor) if hasattr(FI, "extractor_info") else extractor.name}
+    feats_fake, logits_fake = F.extract_features(extractor, synthetic.images, return_logits=True)
+    out: dict[str, Any] = {"extractor": extractor.describe(), "reference": "train_pool", "n_reference": len(ref)}
+    scalars: dict[str, float] = {}
     if stage.config["fidelity"]:
-        out["overall"] = FI.fidelity_from_features(feats_ref, feats_fake)
-        out["floor"] = FI.real_floor(feats_ref, len(synthetic), seed=0)
+        overall = FI.fidelity_from_features(feats_ref, feats_fake, fake_logits=logits_fake, extractor=extractor)
+        n_floor = min(len(synthetic), len(ref) // 2)
+        floor = FI.real_floor(feats_ref, n_floor, seed=0, extractor=extractor)
+        out.update(overall=overall, floor=floor)
         if stage.config["per_class"]:
             out["per_class"] = FI.fidelity_per_class(feats_ref, ref.labels, feats_fake, synthetic.labels,
-                                                     class_names=list(real_train.class_names))
+                                                     class_names=names, extractor=extractor)
+        for key in (FI.KEY_FID, FI.KEY_KID_MEAN, FI.KEY_PRECISION, FI.KEY_RECALL, FI.KEY_IS_MEAN):
+            if overall.get(key) is not None:
+                scalars[key] = overall[key]
+            if floor.get(key) is not None:
+                scalars[f"floor_{key}"] = floor[key]
     if stage.config["memorization"]:
-        mem = M.memorization_report(synthetic.images, synthetic.labels, real_train.images, real_train.labels,
-                                    fake_features=feats_fake,
-                                    real_features=F.extract_features(extractor, real_train.images),
-                                    holdout_images=real_test.images)
-        M.closest_pairs_png(synthetic.images, real_train.images, mem["closest_pairs"], folder / "closest_pairs.png")
-        out["memorization"] = mem
+        report = M.copy_report(
+            synthetic.images, synthetic.labels, real_train.images,
+            synthetic_feats=feats_fake, train_feats=F.extract_features(extractor, real_train.images),
+            heldout_images=sets["val"].images, heldout_feats=F.extract_features(extractor, sets["val"].images),
+            class_names=names, extractor=extractor)
+        out["memorization"] = report.summary()
+        M.closest_pairs_png(synthetic.images, real_train.images, report.closest_pairs("pixel", 16),
+                            folder / "closest_pairs.png")
+        scalars["copy_rate"] = out["memorization"][M.KEY_COPY_FRACTION]
     out["wall_s"] = time.perf_counter() - t0
     write_json_atomic(folder / "fidelity.json", out)
-    return {"wall_s": out["wall_s"]}
+    return {"wall_s": out["wall_s"], "scalars": scalars}
 
 
 STAGE_FUNCTIONS = {
