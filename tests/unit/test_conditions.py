@@ -1,0 +1,81 @@
+"""Each downstream condition builds the right training set: counts, labels, augmentation, no leaks."""
+
+import numpy as np
+import pytest
+
+from synthmed.data.types import LabeledImages
+from synthmed.errors import SynthmedError, UnknownNameError
+from synthmed.evaluate import CONDITIONS, build_condition, synthetic_label_plan
+
+
+def _set(n_per_class, value, k=2, name="real"):
+    labels = np.repeat(np.arange(k), n_per_class)
+    images = np.full((len(labels), 8, 8, 1), value, dtype=np.uint8)
+    images[:, 0, 0, 0] = np.arange(len(labels)) % 256  # distinct images
+    return LabeledImages(images=images, labels=labels, class_names=tuple(f"c{i}" for i in range(k)), name=name)
+
+
+@pytest.fixture
+def sets():
+    real = _set(5, 10)
+    pool = _set(40, 20)
+    syn = _set(7, 200, name="synthetic")
+    return real, pool, syn
+
+
+def test_synthetic_label_plan_balanced_and_ratio():
+    real = np.repeat([0, 1, 2], [10, 10, 10])
+    plan = synthetic_label_plan(real, 3, total=1201)
+    assert len(plan) == 1201 and np.bincount(plan).tolist() == [401, 400, 400]
+    assert len(synthetic_label_plan(real, 3, ratio=2.0)) == 60
+    mix = synthetic_label_plan(np.repeat([0, 1], [30, 10]), 2, total=100, balanced=False)
+    assert np.bincount(mix).tolist() == [75, 25]
+
+
+def test_real_and_classic_use_only_the_k_shot_images(sets):
+    real, pool, syn = sets
+    for cond, aug in (("real", False), ("real+classic", True)):
+        c = build_condition(cond, real=real, train_pool=pool, synthetic=syn)
+        assert c.train is real and c.augment is aug and c.n_extra == 0
+
+
+def test_synthetic_only_and_real_plus_synthetic_counts(sets):
+    real, pool, syn = sets
+    s = build_condition("synthetic", real=real, synthetic=syn)
+    assert len(s.train) == 14
+    assert np.all(s.train.images[:, 1:, 1:] == 200)  # only synthetic pixels
+    rs = build_condition("real+synthetic", real=real, synthetic=syn)
+    assert len(rs.train) == 10 + 14 and rs.n_real == 10 and rs.n_extra == 14
+    assert np.bincount(rs.train.labels).tolist() == [12, 12]
+    assert not rs.augment
+
+
+def test_real_plus_duplicate_is_count_matched_and_only_real(sets):
+    real, pool, syn = sets
+    d = build_condition("real+duplicate", real=real, synthetic=syn, seed=3)
+    assert len(d.train) == len(real) + len(syn)
+    assert np.bincount(d.train.labels).tolist() == [12, 12]
+    assert np.all(d.train.images[:, 1:, 1:] == 10)  # every extra image is a real training image
+    extra = d.train.images[len(real):]
+    real_rows = {img.tobytes() for img in real.images}
+    assert all(img.tobytes() in real_rows for img in extra)
+    again = build_condition("real+duplicate", real=real, synthetic=syn, seed=3)
+    assert np.array_equal(again.train.images, d.train.images)
+
+
+def test_all_real_uses_the_pool_and_never_test_images(sets):
+    real, pool, syn = sets
+    a = build_condition("all-real", real=real, train_pool=pool)
+    assert a.train is pool and len(a.train) == 80
+
+
+def test_errors_name_the_problem(sets):
+    real, pool, _ = sets
+    with pytest.raises(SynthmedError, match="needs synthetic images"):
+        build_condition("real+synthetic", real=real)
+    with pytest.raises(UnknownNameError, match="did you mean 'real\\+synthetic'"):
+        build_condition("real+synthetc", real=real)
+    small = LabeledImages(images=np.zeros((2, 4, 4, 1), np.uint8), labels=np.array([0, 1]), class_names=("c0", "c1"))
+    with pytest.raises(SynthmedError, match="shape"):
+        build_condition("real+synthetic", real=real, synthetic=small)
+    assert set(CONDITIONS) == {"real", "synthetic", "real+synthetic", "real+classic", "real+duplicate", "all-real"}

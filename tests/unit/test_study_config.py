@@ -1,0 +1,65 @@
+"""Study config validation and the stage graph's content-hash keys."""
+
+import pytest
+
+from synthmed.errors import ConfigError
+from synthmed.study import load_study_config
+from synthmed.study.expand import expand_study
+from synthmed.study.graph import topological_order
+
+
+def test_default_study_is_the_embedded_one():
+    cfg = load_study_config()
+    assert cfg.dataset.name == "pneumoniamnist" and cfg.dataset.size == 28 and cfg.split.shots == 50
+    assert [g.family for g in cfg.generators] == ["cgan", "wgan-gp", "cvae", "ddpm"]
+    assert cfg.conditions == ["real", "synthetic", "real+synthetic", "real+classic", "real+duplicate", "all-real"]
+    assert cfg.seeds == [0]
+
+
+def test_unknown_key_gives_one_line_naming_the_field():
+    with pytest.raises(ConfigError) as e:
+        load_study_config({"split": {"shot": 20}})
+    msg = str(e.value)
+    assert "split.shot" in msg and "did you mean 'shots'" in msg and "\n" not in msg
+
+
+def test_bad_value_and_unknown_condition_and_profile():
+    with pytest.raises(ConfigError, match="split.shots"):
+        load_study_config({"split": {"shots": 0}})
+    with pytest.raises(ConfigError, match="did you mean 'real\\+classic'"):
+        load_study_config({"conditions": ["real+clasic"]})
+    with pytest.raises(ConfigError, match="unknown profile 'smok'; did you mean 'smoke'"):
+        load_study_config(profile="smok")
+
+
+def test_unknown_generator_family_and_family_option_fail_at_expansion():
+    from synthmed.errors import SynthmedError
+
+    with pytest.raises(SynthmedError, match="did you mean 'wgan-gp'"):
+        expand_study(load_study_config({"generators": [{"family": "wgan_gp"}]}, profile="smoke"))
+    with pytest.raises(ConfigError, match="cgan config"):
+        expand_study(load_study_config({"generators": [{"family": "cgan", "config": {"no_such_option": 1}}]}, profile="smoke"))
+
+
+def _keys(cfg):
+    return {s.name: s.key for s in topological_order(expand_study(cfg))}
+
+
+def test_changing_one_setting_changes_only_downstream_keys():
+    base = _keys(load_study_config(profile="smoke"))
+    assert _keys(load_study_config(profile="smoke")) == base  # deterministic
+    more = _keys(load_study_config({"synthetic": {"total": 60}}, profile="smoke"))
+    changed = {n for n in base if base[n] != more.get(n)}
+    assert changed and all(n.startswith(("sample", "classify", "fidelity")) for n in changed)
+    assert more["split seed 0"] == base["split seed 0"]
+    assert more["generator cgan seed 0"] == base["generator cgan seed 0"]
+    assert more["classify real [-] seed 0"] == base["classify real [-] seed 0"]  # real does not use samples
+    assert more["classify real+duplicate [-] seed 0"] != base["classify real+duplicate [-] seed 0"]  # count-matched
+
+
+def test_seeds_expand_every_condition():
+    stages = topological_order(expand_study(load_study_config({"seeds": [0, 1]}, profile="smoke")))
+    classify = [s for s in stages if s.kind == "classify"]
+    # 4 controls + 2 generators x 2 generator conditions, per seed
+    assert len(classify) == 2 * (4 + 2 * 2)
+    assert len([s for s in stages if s.kind == "split"]) == 1  # split shared unless split.per_seed
