@@ -243,3 +243,35 @@ def real_floor(real_feats: np.ndarray, n: int, seed: int = 0, **kwargs) -> dict:
     a, b = real_feats[perm[:n]], real_feats[perm[n : 2 * n]]
     kwargs.setdefault("seed", seed)
     return {**fidelity_from_features(a, b, **kwargs), "n": n, "floor_seed": seed}
+
+
+def fidelity_report(real_feats: np.ndarray, real_labels: np.ndarray, fake_feats: np.ndarray, fake_labels: np.ndarray,
+                    *, fake_logits: np.ndarray | None = None, class_names: tuple[str, ...] | None = None,
+                    floor_seed: int = 0, **kwargs) -> dict:
+    """Everything the report shows for one synthetic set, from features computed once.
+
+    Args:
+        real_feats, real_labels: features and labels of the real reference pool (e.g. the full
+            real training split, which also feeds the floor).
+        fake_feats, fake_labels: features and labels of the synthetic set.
+        fake_logits: optional class logits of the synthetic set (enables IS).
+        class_names: names for the per-class entries.
+        floor_seed: seed of the real-vs-real split.
+        **kwargs: passed to ``fidelity_from_features`` (``k``, ``kid_subset_size``, ``extractor``...).
+
+    Returns:
+        ``{"overall": ..., "per_class": {...}, "real_floor": ...}``. The floor uses n = the synthetic
+        count; when the real pool is smaller than twice that, n is lowered to half the pool and
+        ``real_floor["note"]`` says so (FID's small-sample bias then makes the floor an overestimate).
+    """
+    n = len(fake_feats)
+    n_floor = min(n, len(real_feats) // 2)
+    floor = real_floor(real_feats, n_floor, seed=floor_seed, **kwargs)
+    floor["note"] = "" if n_floor == n else (
+        f"real pool of {len(real_feats)} allows two disjoint subsets of {n_floor}, not {n}; floor is for n={n_floor}")
+    return {
+        "overall": fidelity_from_features(real_feats, fake_feats, fake_logits=fake_logits, **kwargs),
+        "per_class": fidelity_per_class(real_feats, real_labels, fake_feats, fake_labels, class_names=class_names,
+                                        fake_logits=fake_logits, **kwargs),
+        "real_floor": floor,
+    }

@@ -110,3 +110,12 @@ def test_real_floor_raises_when_pool_too_small():
 def test_mismatched_feature_dimensions_raise():
     with pytest.raises(DataFormatError, match="one extractor"):
         F.features_to_fid(gaussian(10, d=3), gaussian(10, d=4))
+
+
+def test_fidelity_report_bundles_overall_per_class_and_floor():
+    real, real_y = gaussian(300, seed=1), np.repeat([0, 1], 150)
+    fake, fake_y = gaussian(200, seed=2, mean=0.5), np.repeat([0, 1], 100)
+    rep = F.fidelity_report(real, real_y, fake, fake_y, class_names=("a", "b"), kid_subsets=3)
+    assert set(rep) == {"overall", "per_class", "real_floor"} and set(rep["per_class"]) == {"a", "b"}
+    assert rep["real_floor"]["n"] == 150 and "n=150" in rep["real_floor"]["note"]  # pool of 300 allows 2 x 150
+    assert rep["overall"][F.KEY_FID] > rep["real_floor"][F.KEY_FID]
