@@ -124,7 +124,8 @@ class FeatureExtractor(nn.Module):
         if self.in_channels == 3 and c == 1:
             x = x.expand(-1, 3, -1, -1)
         elif self.in_channels == 1 and c == 3:
-            x = x.float().mean(dim=1, keepdim=True).round().to(torch.uint8)
+            luma = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)  # BT.601, as imaging.to_channels
+            x = (x.float() * luma).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
         if self.resize and self.input_size and x.shape[-1] != self.input_size:
             from torchvision.transforms.v2.functional import resize
 
