@@ -242,7 +242,8 @@ def inception_extractor(weights_path: str | os.PathLike | None = None) -> Incept
         where = candidates[0] if weights_path is not None else candidates[-1]
         raise MissingDependencyError(
             f"Inception-v3 FID weights not found at {where}; copy {INCEPTION_WEIGHTS_FILE} (from torch-fidelity's "
-            f"v0.2.0 release) into {candidates[-1].parent} or pass its path, or use the offline 'domain' extractor"
+            f"v0.2.0 release) into {candidates[-1].parent}, or set $SYNTHMED_INCEPTION_WEIGHTS to its path, "
+            f"or use the offline 'domain' extractor"
         )
     return InceptionExtractor(found)
 
