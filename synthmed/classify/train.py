@@ -1,0 +1,184 @@
+"""The baseline classifier's training loop: explicit budget, cosine schedule, early stopping on
+validation macro-F1 (best weights kept), optional class-balanced sampling and augmentation.
+
+Randomness is passed in: ``config.seed`` seeds weight init and dropout (inside a forked torch RNG,
+so the caller's global RNG is untouched), the batch order and the augmentation parameters. The
+same config and data give the same weights on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from synthmed.callbacks import Callback, CallbackList
+from synthmed.classify.augment import augment_batch
+from synthmed.classify.config import ClassifierConfig
+from synthmed.classify.models import ImageClassifier, build_classifier
+from synthmed.classify.trained import TrainedClassifier, check_images, nhwc_to_tensor
+from synthmed.data.types import LabeledImages
+from synthmed.errors import DataFormatError
+from synthmed.generators.training import BatchSampler, TrainingBudget, check_finite
+from synthmed.metrics.classification import KEY_MACRO_F1, KEY_ROC_AUC, classification_metrics
+from synthmed.utils.io import write_json_atomic
+from synthmed.utils.runtime import configure_torch_cpu, resolve_device
+
+CHECKPOINT_FILE = "classifier.pt"
+HISTORY_FILE = "history.json"
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _check_sets(train: LabeledImages, val: LabeledImages | None) -> None:
+    if not isinstance(train, LabeledImages):
+        raise DataFormatError(f"train must be LabeledImages; got {type(train).__name__}")
+    check_images(train.images, what="train images")
+    if len(train) < 2:
+        raise DataFormatError(f"train holds {len(train)} image(s); a classifier needs at least 2")
+    if val is not None:
+        if not isinstance(val, LabeledImages):
+            raise DataFormatError(f"val must be LabeledImages or None; got {type(val).__name__}")
+        check_images(val.images, tuple(train.images.shape[1:]), what="val images")
+        if tuple(val.class_names) != tuple(train.class_names):
+            raise DataFormatError(f"val classes {list(val.class_names)} differ from train classes {list(train.class_names)}")
+
+
+def _batches(labels: np.ndarray, num_classes: int, config: ClassifierConfig) -> Iterator[np.ndarray]:
+    """Endless seeded batches of training indices; class-balanced draws when asked."""
+    n = len(labels)
+    batch = min(config.batch_size, n)
+    if not config.balanced_sampling:
+        sampler = BatchSampler(n, batch, seed=config.seed)  # shuffled epochs, incomplete batches dropped
+        while True:
+            yield sampler.next()
+    from torch.utils.data import WeightedRandomSampler
+
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = torch.from_numpy(1.0 / counts[labels])  # every class drawn equally often in expectation
+    g = torch.Generator().manual_seed(config.seed)
+    while True:  # one "epoch" = n draws with replacement
+        idx = torch.tensor(list(WeightedRandomSampler(weights, n, replacement=True, generator=g)))
+        for i in range(0, n - batch + 1, batch):
+            yield idx[i : i + batch].numpy()
+
+
+def _make_optimizer(net: nn.Module, config: ClassifierConfig, total_steps: int):
+    if config.optimizer == "sgd":
+        opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
+                              weight_decay=config.weight_decay)
+    else:
+        opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return opt, sched
+
+
+@torch.inference_mode()
+def _validate(net: ImageClassifier, val: LabeledImages, device: torch.device, batch_size: int) -> dict[str, Any]:
+    net.eval()
+    probs = [torch.softmax(net(nhwc_to_tensor(val.images[i : i + batch_size], device)), 1).cpu()
+             for i in range(0, len(val), batch_size)]
+    net.train()
+    return classification_metrics(val.labels, torch.cat(probs).numpy(), val.class_names)
+
+
+def _snapshot(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+# -- training -----------------------------------------------------------------------------------
+def train_classifier(train: LabeledImages, val: LabeledImages | None = None, config: ClassifierConfig | None = None,
+                     *, out_dir: str | Path | None = None,
+                     callbacks: list[Callback] | Callback | None = None) -> TrainedClassifier:
+    """Train a classifier from scratch on ``train``; early-stop on ``val`` macro-F1 when given.
+
+    Args:
+        train: training images (uint8 NHWC) and labels.
+        val: validation set for early stopping and model selection; None = train the full budget
+            and keep the last weights.
+        config: ``ClassifierConfig`` (defaults when None).
+        out_dir: when given, ``classifier.pt`` and ``history.json`` are written there (atomically).
+        callbacks: receive ``on_train_begin``, ``on_step`` (loss, lr, val_macro_f1, val_auc; the val
+            values are NaN between validation passes) and ``on_train_end``.
+
+    Returns:
+        The ``TrainedClassifier`` holding the best-validation weights (or the last, without val).
+    """
+    config = config or ClassifierConfig()
+    _check_sets(train, val)
+    configure_torch_cpu()
+    device = resolve_device(config.device)
+    cbs = CallbackList(callbacks)
+    h, w, c = train.images.shape[1:]
+    total = config.total_steps(len(train))
+    x_all = nhwc_to_tensor(train.images)  # (N, C, H, W) uint8 on CPU; batches move to the device
+    y_all = torch.from_numpy(train.labels.astype(np.int64))
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)  # weight init + dropout
+        net = build_classifier(config.model, train.num_classes, c, h, config.stem).to(device).train()
+        opt, sched = _make_optimizer(net, config, total)
+        aug_gen = torch.Generator().manual_seed(config.seed + 1)  # +1: a stream apart from the init seed
+        batches = _batches(train.labels, train.num_classes, config)
+        budget = TrainingBudget(total, config.max_minutes)
+        loss_fn = nn.CrossEntropyLoss()
+        history: list[dict[str, Any]] = []
+        best = {"f1": -math.inf, "step": 0, "state": None}
+        since_best, losses, step, stopped_by = 0, [], 0, "max_steps"
+        cbs.on_train_begin(total, {"model": config.model, "stem": config.stem, "n_train": len(train)})
+        t0 = time.perf_counter()
+        while not budget.done(step):
+            idx = next(batches)
+            xb = x_all[idx].to(device, non_blocking=True)  # (B, C, H, W) uint8
+            if config.augment:
+                xb = augment_batch(xb, aug_gen)
+            loss = loss_fn(net(xb), y_all[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            lr = opt.param_groups[0]["lr"]
+            sched.step()
+            step += 1
+            losses.append(loss.item())
+            check_finite({"loss": losses[-1]}, step, f"classifier {config.model}")
+            scalars = {"loss": losses[-1], "lr": lr, "val_macro_f1": math.nan, "val_auc": math.nan}
+            if val is not None and (step % config.eval_every == 0 or budget.done(step)):
+                m = _validate(net, val, device, config.eval_batch_size)
+                scalars.update(val_macro_f1=m[KEY_MACRO_F1], val_auc=m[KEY_ROC_AUC] if m[KEY_ROC_AUC] is not None else math.nan)
+                history.append({"step": step, "train_loss": float(np.mean(losses)), "lr": lr,
+                                "val_accuracy": m["accuracy"], "val_macro_f1": m[KEY_MACRO_F1],
+                                "val_auc": m[KEY_ROC_AUC], "elapsed_s": time.perf_counter() - t0})
+                losses = []
+                if m[KEY_MACRO_F1] > best["f1"]:  # strict: a tie keeps the earlier (cheaper) weights
+                    best = {"f1": m[KEY_MACRO_F1], "step": step, "state": _snapshot(net)}
+                    since_best = 0
+                else:
+                    since_best += 1
+                cbs.on_step(step, scalars)
+                if config.patience is not None and since_best >= config.patience:
+                    stopped_by = "early_stopping"
+                    break
+            else:
+                cbs.on_step(step, scalars)
+        stopped_by = budget.stopped_by if stopped_by != "early_stopping" and budget.stopped_by else stopped_by
+        if val is None:
+            history.append({"step": step, "train_loss": float(np.mean(losses)) if losses else math.nan, "lr": lr,
+                            "elapsed_s": time.perf_counter() - t0})
+        if best["state"] is not None:
+            net.load_state_dict(best["state"])
+    clf = TrainedClassifier(net, config, train.class_names, (h, w, c), history=history, steps_done=step,
+                            best_step=best["step"] if best["state"] is not None else step, stopped_by=stopped_by)
+    cbs.on_train_end({"steps_done": step, "best_step": clf.best_step, "stopped_by": stopped_by,
+                      "best_val_macro_f1": None if best["state"] is None else best["f1"]})
+    if out_dir is not None:
+        clf.save(Path(out_dir) / CHECKPOINT_FILE)
+        write_json_atomic(Path(out_dir) / HISTORY_FILE, history)
+    return clf
