@@ -105,7 +105,7 @@ class ConditionalGenerator:
         except Exception as e:  # pydantic ValidationError -> one line
             from synthmed.config import format_validation_error
 
-            raise ConfigError(f"{cls.name} config: {format_validation_error(e)}") from None
+            raise ConfigError(f"{cls.name} config: {format_validation_error(e, cls.Config)}") from None
 
     @classmethod
     def tiny_config(cls) -> dict:

@@ -108,11 +108,27 @@ class BatchSampler:
 
 
 # -- EMA ---------------------------------------------------------------------------------------
-def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
-    """Exponential moving average of ``model``'s weights (torch's AveragedModel; buffers tracked too)."""
+def make_ema(model: torch.nn.Module, decay: float, warmup: bool = False) -> torch.optim.swa_utils.AveragedModel:
+    """Exponential moving average of ``model``'s weights (torch's AveragedModel; buffers tracked too).
+
+    With ``warmup`` the decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates (the
+    ``num_updates`` rule of TensorFlow's ExponentialMovingAverage), so in short runs the average is not
+    dominated by the untrained initial weights.
+    """
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    if not warmup:
+        return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    @torch.no_grad()
+    def ramped(ema_params, params, num_averaged):
+        d = min(decay, (1.0 + float(num_averaged)) / (10.0 + float(num_averaged)))
+        if torch.is_floating_point(ema_params[0]):  # AveragedModel groups tensors by dtype
+            torch._foreach_lerp_(ema_params, params, 1.0 - d)  # ema = d * ema + (1 - d) * param
+        else:  # integer buffers (BatchNorm's num_batches_tracked) follow the model
+            torch._foreach_copy_(ema_params, params)
+
+    return AveragedModel(model, multi_avg_fn=ramped, use_buffers=True)
 
 
 # -- RNG state for exact resume ------------------------------------------------------------------
