@@ -105,8 +105,10 @@ def features_to_kid(real_feats: np.ndarray, fake_feats: np.ndarray, *, subset_si
     """Kernel Inception Distance (cubic polynomial kernel, unbiased MMD²), mean ± std over subsets.
 
     Args:
-        subset_size: images per subset; default min(1000, n_real, n_fake). Larger values are clamped
-            to the smaller set, since subsets are drawn without replacement.
+        subset_size: images per subset; default min(1000, n // 2) with n the smaller set, so the
+            subsets differ and their std means something (MMD² is unbiased at any subset size).
+            Larger values are clamped to n, since subsets are drawn without replacement; at n
+            every subset is the whole set and the std is 0.
         subsets: number of random subsets (default 100).
         seed: seed for drawing the subsets.
     """
@@ -114,7 +116,8 @@ def features_to_kid(real_feats: np.ndarray, fake_feats: np.ndarray, *, subset_si
 
     real, fake = _as_features(real_feats, "real"), _as_features(fake_feats, "fake")
     _check_pair(real, fake, 2, "KID")
-    size = min(subset_size or KID_MAX_SUBSET, len(real), len(fake))
+    n = min(len(real), len(fake))
+    size = min(subset_size, n) if subset_size else max(2, min(KID_MAX_SUBSET, n // 2))
     if size < 2:
         raise ConfigError(f"kid_subset_size must be ≥ 2; got {subset_size}")
     # torch-fidelity's convention: input 1 is generated, input 2 is real (KID is symmetric anyway)
@@ -167,7 +170,7 @@ def fidelity_from_features(real_feats: np.ndarray, fake_feats: np.ndarray, *, fa
         real_feats: ``(N_r, D)`` features of the real reference images.
         fake_feats: ``(N_f, D)`` features of the synthetic images, same extractor.
         fake_logits: optional ``(N_f, K)`` class logits of the synthetic images (enables IS).
-        kid_subset_size: KID subset size; default min(1000, N_r, N_f).
+        kid_subset_size: KID subset size; default min(1000, min(N_r, N_f) // 2), clamped to the smaller set.
         kid_subsets: KID subsets (default 100).
         k: neighbourhood size for precision/recall (default 3, as in the paper).
         seed: seed for KID subsets and IS shuffling.

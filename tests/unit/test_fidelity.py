@@ -41,8 +41,8 @@ def test_fid_matches_scipy_sqrtm_reference():
 
 def test_kid_identical_distributions_near_zero_and_shift_is_large():
     a, b = gaussian(400, seed=1), gaussian(400, seed=2)
-    same = F.features_to_kid(a, b, subsets=3)
-    shifted = F.features_to_kid(a, b + 1.0, subsets=3)
+    same = F.features_to_kid(a, b, subset_size=400, subsets=3)
+    shifted = F.features_to_kid(a, b + 1.0, subset_size=400, subsets=3)
     assert abs(same[F.KEY_KID_MEAN]) < 0.05  # unbiased MMD² may dip slightly below 0
     assert shifted[F.KEY_KID_MEAN] > 100 * abs(same[F.KEY_KID_MEAN])
 
@@ -73,7 +73,8 @@ def test_fidelity_from_features_records_extractor_and_makes_is_optional():
     facts = {"extractor": "domain", "input_size": 28, "checksum": "abc123"}
     out = F.fidelity_from_features(gaussian(60, seed=1), gaussian(50, seed=2), kid_subsets=5, extractor=facts)
     assert (out[F.KEY_EXTRACTOR], out[F.KEY_INPUT_SIZE], out[F.KEY_CHECKSUM]) == ("domain", 28, "abc123")
-    assert (out[F.KEY_N_REAL], out[F.KEY_N_FAKE], out[F.KEY_KID_SUBSET_SIZE]) == (60, 50, 50)
+    assert (out[F.KEY_N_REAL], out[F.KEY_N_FAKE], out[F.KEY_KID_SUBSET_SIZE]) == (60, 50, 25)  # half the smaller set
+    assert out[F.KEY_KID_STD] > 0  # subsets differ, so the spread is informative
     assert out[F.KEY_IS_MEAN] is None
     with_is = F.fidelity_from_features(gaussian(60, seed=1), gaussian(50, seed=2), kid_subsets=5,
                                        fake_logits=gaussian(50, d=3, seed=4))
