@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from synthmed.metrics.features import domain_extractor, extract_features  # noqa: E402
-from synthmed.metrics.fidelity import KEY_FID, features_to_fid, fidelity_from_features  # noqa: E402
+from synthmed.metrics import fidelity as F  # noqa: E402
 from synthmed.utils.io import write_text_atomic  # noqa: E402
 
 SECTION = "fidelity"
@@ -78,7 +78,7 @@ def ours(ext, real, fake, batch_size):
     t0 = time.perf_counter()
     fr = extract_features(ext, real, batch_size, device="cpu")
     ff = extract_features(ext, fake, batch_size, device="cpu")
-    fid = features_to_fid(fr, ff)
+    fid = F.features_to_fid(fr, ff)
     return time.perf_counter() - t0, fid, (fr, ff)
 
 
@@ -149,7 +149,7 @@ def main() -> None:
     t0 = time.perf_counter()
     fr, ff = feats
     _, fake_logits = extract_features(ext, fake, args.batch_size, device="cpu", return_logits=True)
-    full = fidelity_from_features(fr, ff, fake_logits=fake_logits, extractor=ext)
+    full = F.fidelity_from_features(fr, ff, fake_logits=fake_logits, extractor=ext)
     t_full = time.perf_counter() - t0
     load1 = os.getloadavg()[0]
 
@@ -174,9 +174,10 @@ def main() -> None:
 - throughput ratio synthmed / torchmetrics: **{fps_ours / fps_tm:.2f}x** (target ≥ 1.0x)
 - max |FID_synthmed − FID_torchmetrics| over repeats: **{max_diff:.2e}** (target ≤ 1e-3)
 - all runs (s): synthmed {[round(t, 2) for t in t_ours]}, torchmetrics {[round(t, 2) for t in t_tm]}
-- the rest of the metric set from the same features (fake logits pass + KID 100 subsets of {full['kid_subset_size']} + PR k=3 + IS):
-  {t_full:.2f} s → KID {full['kid_mean']:.3g} ± {full['kid_std']:.2g}, precision {full['precision']:.3f},
-  recall {full['recall']:.3f}, IS {full['is_mean']:.3f} (test vs train real images, so these are near the floor)
+- the rest of the metric set from the same features (fake logits pass + KID {F.KID_SUBSETS} subsets of
+  {full[F.KEY_KID_SUBSET_SIZE]} + PR k=3 + IS): {t_full:.2f} s → KID {full[F.KEY_KID_MEAN]:.3g} ± {full[F.KEY_KID_STD]:.2g},
+  precision {full[F.KEY_PRECISION]:.3f}, recall {full[F.KEY_RECALL]:.3f}, IS {full[F.KEY_IS_MEAN]:.3f}
+  (real test vs real train images: what a perfect generator would score at this n)
 """
     print(text)
     if not args.no_write:

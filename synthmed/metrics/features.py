@@ -52,7 +52,8 @@ def register_extractor(name: str) -> Callable:
 
     def deco(fn: Callable[..., "FeatureExtractor"]) -> Callable[..., "FeatureExtractor"]:
         if name in _EXTRACTORS:
-            raise ValueError(f"feature extractor '{name}' is registered twice ({_EXTRACTORS[name].__module__}, {fn.__module__})")
+            raise ValueError(f"feature extractor '{name}' is registered twice "
+                             f"({_EXTRACTORS[name].__module__}, {fn.__module__})")
         _EXTRACTORS[name] = fn
         return fn
 
@@ -119,12 +120,14 @@ class FeatureExtractor(nn.Module):
     def adapt(self, x: torch.Tensor) -> torch.Tensor:
         """Match channels and size to the network; stays uint8."""
         if x.dtype != torch.uint8 or x.ndim != 4:
-            raise DataFormatError(f"{self.name} extractor expects uint8 (N, C, H, W) tensors; got {x.dtype} {tuple(x.shape)}")
+            raise DataFormatError(
+                f"{self.name} extractor expects uint8 (N, C, H, W) tensors; got {x.dtype} {tuple(x.shape)}")
         c = x.shape[1]
         if self.in_channels == 3 and c == 1:
             x = x.expand(-1, 3, -1, -1)
         elif self.in_channels == 1 and c == 3:
-            luma = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)  # BT.601, as imaging.to_channels
+            # BT.601 luma, as synthmed.imaging.to_channels
+            luma = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
             x = (x.float() * luma).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
         if self.resize and self.input_size and x.shape[-1] != self.input_size:
             from torchvision.transforms.v2.functional import resize

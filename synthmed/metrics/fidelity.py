@@ -60,7 +60,8 @@ def _as_features(x: np.ndarray, what: str) -> torch.Tensor:
 
 def _check_pair(real: torch.Tensor, fake: torch.Tensor, need: int, metric: str) -> None:
     if real.shape[1] != fake.shape[1]:
-        raise DataFormatError(f"real features have D={real.shape[1]} but fake have D={fake.shape[1]}; use one extractor for both")
+        raise DataFormatError(
+            f"real features have D={real.shape[1]} but fake have D={fake.shape[1]}; use one extractor for both")
     if min(len(real), len(fake)) < need:
         raise ConfigError(
             f"{metric} needs ≥ {need} images per set; got real={len(real)}, fake={len(fake)}; sample more images"
@@ -207,8 +208,8 @@ def fidelity_per_class(real_feats: np.ndarray, real_labels: np.ndarray, fake_fea
     real_labels, fake_labels = np.asarray(real_labels), np.asarray(fake_labels)
     if len(real_labels) != len(real_feats) or len(fake_labels) != len(fake_feats):
         raise DataFormatError("labels must have one entry per feature row (real and fake)")
-    n_classes = len(class_names) if class_names else int(max(real_labels.max(initial=-1), fake_labels.max(initial=-1)) + 1)
-    names = list(class_names) if class_names else [str(c) for c in range(n_classes)]
+    top = int(max(real_labels.max(initial=-1), fake_labels.max(initial=-1)))
+    names = list(class_names) if class_names else [str(c) for c in range(top + 1)]
     out = {}
     for c, name in enumerate(names):
         r, f = real_labels == c, fake_labels == c
