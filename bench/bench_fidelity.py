@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from synthmed.metrics.features import domain_extractor, extract_features  # noqa: E402
 from synthmed.metrics import fidelity as F  # noqa: E402
+from synthmed.metrics import memorization as M  # noqa: E402
 from synthmed.utils.io import write_text_atomic  # noqa: E402
 
 SECTION = "fidelity"
@@ -125,7 +126,7 @@ def main() -> None:
     args = ap.parse_args()
 
     data_dir = Path(os.environ.get("SYNTHMED_DATA_DIR", ROOT.parent / "shared" / "data"))
-    train, _, test = load_pneumonia(data_dir)
+    train, val, test = load_pneumonia(data_dir)
     rng = np.random.default_rng(0)
     real = train.images[rng.choice(len(train), args.n, replace=False)]
     fake = test.images[rng.choice(len(test), min(args.n, len(test)), replace=False)]
@@ -153,6 +154,14 @@ def main() -> None:
     t_full = time.perf_counter() - t0
     load1 = os.getloadavg()[0]
 
+    # memorization in pixel space: the real test images against the full train split, threshold
+    # calibrated on val; real test images are new, so their copy rate is the detector's false-positive rate
+    t0 = time.perf_counter()
+    report = M.copy_report(test.images, test.labels, train.images, heldout_images=val.images,
+                           class_names=train.class_names, device="cpu")
+    t_mem = time.perf_counter() - t0
+    rep, n_exact = report.summary(), int((report.spaces["pixel"].nn_dist == 0).sum())
+
     cmd = "SYNTHMED_DATA_DIR=../shared/data .venv/bin/python bench/bench_fidelity.py " + " ".join(sys.argv[1:])
     feature_net = ("random-init ResNet-18 (synthmed.classify, standard stem)" if args.random_init else
                    f"ResNet-18 domain classifier (synthmed.classify, standard stem) trained {args.train_steps} steps "
@@ -178,6 +187,12 @@ def main() -> None:
   {full[F.KEY_KID_SUBSET_SIZE]} + PR k=3 + IS): {t_full:.2f} s → KID {full[F.KEY_KID_MEAN]:.3g} ± {full[F.KEY_KID_STD]:.2g},
   precision {full[F.KEY_PRECISION]:.3f}, recall {full[F.KEY_RECALL]:.3f}, IS {full[F.KEY_IS_MEAN]:.3f}
   (real test vs real train images: what a perfect generator would score at this n)
+- memorization, pixel space: {rep[M.KEY_N_SYNTHETIC]} real test images vs all {rep[M.KEY_N_TRAIN]} train images,
+  threshold calibrated on the {len(val)} val images: {t_mem:.2f} s; threshold {rep["pixel"][M.KEY_THRESHOLD]:.3f}
+  (L2 on [0, 1] pixels); flagged {rep[M.KEY_COPY_COUNT]} = {100 * rep[M.KEY_COPY_FRACTION]:.1f} % (ratio test
+  {100 * rep["pixel"][M.KEY_RATIO_COPY_FRACTION]:.1f} %, threshold {100 * rep["pixel"][M.KEY_THRESHOLD_COPY_FRACTION]:.1f} %):
+  of these, {n_exact} are exact duplicates of a train image (dataset leaks, rightly flagged); the rest is the
+  detector's false-positive rate on genuinely new real images
 """
     print(text)
     if not args.no_write:
