@@ -44,3 +44,28 @@ def tiny_images():
     images = rng.integers(0, 256, size=(8, 28, 28, 1), dtype=np.uint8)
     labels = np.array([0, 1] * 4, dtype=np.int64)
     return images, labels
+
+
+@pytest.fixture
+def browser_page():
+    """A Playwright page in headless Chromium (Debian's package; no browser download).
+
+    Skips with install instructions when no Chromium is present. ``page.console_errors`` collects
+    console errors and uncaught page errors.
+    """
+    from tests_browser import browser_page as _page
+
+    with _page() as page:
+        yield page
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, data_dir):
+    """One real smoke-profile study run (cgan + cvae, every condition, fidelity, memorization, report),
+    shared by every test that needs a finished run folder. Returns (run_dir, config, manifest)."""
+    from synthmed.study import load_study_config, run_study
+
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    cfg = load_study_config(profile="smoke")
+    manifest = run_study(cfg, out, data_dir=str(data_dir), progress=False)
+    return out, cfg, manifest

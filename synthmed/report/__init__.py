@@ -28,6 +28,21 @@ def _b64_file(path: Path) -> str | None:
     return _b64(path.read_bytes()) if path.exists() else None
 
 
+def leakage_text(dup: dict | None) -> str | None:
+    """One sentence from a split's duplicate report: what was shared, what was removed."""
+    if not dup:
+        return None
+    shared = {k: v for k, v in (dup.get("shared_images") or {}).items() if v}
+    removed = {k: len(v) for k, v in (dup.get("removed") or {}).items() if v}
+    within = {k: v for k, v in (dup.get("within_split") or {}).items() if v}
+    parts = [f"exact duplicates by {dup.get('method', 'pixel hash')}"]
+    parts.append("shared across splits: " + (", ".join(f"{k} {v}" for k, v in shared.items()) or "none"))
+    parts.append("removed: " + (", ".join(f"{v} from {k}" for k, v in removed.items()) or "none"))
+    if within:
+        parts.append("repeats inside a split (kept): " + ", ".join(f"{k} {v}" for k, v in within.items()))
+    return "; ".join(parts) + "."
+
+
 def _stages(manifest: dict, kind: str) -> list[dict]:
     return [s for s in manifest["stages"] if s["kind"] == kind]
 
@@ -45,6 +60,7 @@ def gather(run_dir: Path) -> dict[str, Any]:
         "manifest": manifest,
         "class_names": class_names,
         "split": split_summary,
+        "leakage": leakage_text(split_summary.get("duplicates")),
         "split_examples": _b64_file(split_dir / "examples.png"),
         "summaries": summaries,
         "lead_metric": "roc_auc" if summaries.get("roc_auc") else "macro_f1",

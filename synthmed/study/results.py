@@ -66,15 +66,17 @@ def summarize_conditions(rows: list[dict[str, Any]], metric: str) -> list[dict[s
     all_real = by.get((CONTROL, "all-real"), {})
     controls = {c: by[(CONTROL, c)] for c in CONTROLS if (CONTROL, c) in by}
     best_control = max(controls, key=lambda c: sum(controls[c].values()) / len(controls[c]), default=None)
+    order = {c: i for i, c in enumerate(("real", "real+classic", "real+duplicate", "all-real", "synthetic", "real+synthetic"))}
     out = []
-    for (gen, cond), vals in sorted(by.items(), key=lambda kv: (kv[0][0] != CONTROL, kv[0][0], kv[0][1])):
+    for (gen, cond), vals in sorted(by.items(), key=lambda kv: (kv[0][0] != CONTROL, kv[0][0],
+                                                                  order.get(kv[0][1], 99), kv[0][1])):
         seeds = sorted(vals)
         row: dict[str, Any] = {"generator": gen, "condition": cond, "metric": metric,
                                **summarize([vals[s] for s in seeds])}
         label = cond if gen == CONTROL else f"{cond} ({gen})"
         for ref_name, ref in (("real", real), (best_control, controls.get(best_control) if best_control else None)):
-            if not ref or ref_name is None or (gen == CONTROL and cond == ref_name):
-                continue
+            if not ref or ref_name is None or (gen == CONTROL and (cond == ref_name or ref_name != "real")):
+                continue  # controls are compared with real only; generator conditions also with the best control
             common = [s for s in seeds if s in ref]
             if not common:
                 continue

@@ -1,0 +1,111 @@
+"""The smoke study end to end on the real PneumoniaMNIST slice: results, cache, resume, report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from synthmed.study import load_study_config, run_study
+
+pytestmark = pytest.mark.integration
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+def test_smoke_study_writes_every_artefact(smoke_run):
+    out, cfg, manifest = smoke_run
+    for name in ("manifest.json", "config.yaml", "results.csv", "results.json", "report.html"):
+        assert (out / name).exists(), name
+    rows = json.loads((out / "results.json").read_text())
+    got = {(r["generator"], r["condition"]) for r in rows if r["metric"] == "roc_auc"}
+    assert got == {("-", "real"), ("-", "real+classic"), ("-", "real+duplicate"), ("-", "all-real"),
+                   ("cgan", "synthetic"), ("cgan", "real+synthetic"), ("cvae", "synthetic"), ("cvae", "real+synthetic")}
+    assert all(0.0 <= r["value"] <= 1.0 for r in rows if r["metric"] in ("roc_auc", "macro_f1", "accuracy"))
+    fid = [r for r in rows if r["condition"] == "fidelity" and r["metric"] == "fid"]
+    assert {r["generator"] for r in fid} == {"cgan", "cvae"} and all(r["value"] >= 0 for r in fid)
+    assert any(r["metric"] == "copy_rate" for r in rows)
+    # manifest: provenance of the whole run
+    assert manifest["package_versions"]["torch"] and manifest["data_checksums"]
+    assert manifest["config"]["name"] == cfg.name and all("wall_s" in s for s in manifest["stages"])
+    # the split's test set is the official one (624 images), and 8 val duplicates of train were removed
+    split = next(s for s in manifest["stages"] if s["kind"] == "split")
+    assert sum(split["summary"]["counts"]["test"].values()) == 624
+    assert sum(split["summary"]["counts"]["val"].values()) == 524 - 8
+    # classifiers of every condition saw exactly the images the condition promises
+    n_train = {s["labels"]["condition"] + s["labels"]["generator"]: s["summary"]["n_train"]
+               for s in manifest["stages"] if s["kind"] == "classify"}
+    assert n_train["real-"] == 100 and n_train["all-real-"] == 4708
+    assert n_train["real+duplicate-"] == 100 + 40 and n_train["real+syntheticcgan"] == 100 + 40
+    assert n_train["syntheticcvae"] == 40
+
+
+def test_second_run_does_no_work(smoke_run, data_dir):
+    out, cfg, first = smoke_run
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "stages").glob("*/stage.json")}
+    again = run_study(cfg, out, data_dir=str(data_dir), progress=False)
+    assert again["stages_run"] == 0 and again["stages_cached"] == len(first["stages"])
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_report_renders_in_headless_chromium(smoke_run, browser_page):
+    out, _, _ = smoke_run
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser_page
+    page.goto((out / "report.html").resolve().as_uri())
+    assert page.title().startswith("synthmed study")
+    assert page.locator("table.downstream").count() >= 2
+    assert page.locator("#fidelity-table tr").count() > 1
+    broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length")
+    assert broken == 0
+    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+    assert page.console_errors == []
+    assert (ARTIFACTS / "report.png").stat().st_size > 10_000
+
+
+KILL_STUDY = """
+import sys
+from synthmed.study import load_study_config, run_study
+cfg = load_study_config({"conditions": ["real"], "metrics": {"fidelity": False, "memorization": False},
+    "generators": [{"family": "cgan", "config": {"tiny": True, "max_steps": 400, "checkpoint_every": 5}}]},
+    profile="smoke")
+run_study(cfg, sys.argv[1], data_dir=sys.argv[2], progress=False, report=False)
+"""
+
+
+def test_resume_after_kill_mid_stage(tmp_path, data_dir):
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", KILL_STUDY, str(out), str(data_dir)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    ckpts: list[Path] = []
+    while time.time() < deadline and proc.poll() is None:
+        ckpts = list((out / "stages").glob("generator-*/checkpoint.pt")) if (out / "stages").exists() else []
+        if ckpts:
+            break
+        time.sleep(0.2)
+    assert ckpts, "the generator stage never wrote a checkpoint before the deadline"
+    os.kill(proc.pid, signal.SIGKILL)  # kill -9 mid-stage
+    proc.wait()
+    gen_dir = ckpts[0].parent
+    assert not (gen_dir / "stage.json").exists()  # the killed stage is not marked done
+    finished = {p: p.stat().st_mtime_ns for p in (out / "stages").glob("*/stage.json")}
+    assert finished, "at least the split stage finished before the kill"
+
+    cfg = load_study_config({"conditions": ["real"], "metrics": {"fidelity": False, "memorization": False},
+                             "generators": [{"family": "cgan", "config": {"tiny": True, "max_steps": 400,
+                                                                          "checkpoint_every": 5}}]}, profile="smoke")
+    manifest = run_study(cfg, out, data_dir=str(data_dir), progress=False, report=False)
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # finished stages untouched
+    gen = next(s for s in manifest["stages"] if s["kind"] == "generator")
+    assert gen["summary"]["resumed"] is True and gen["summary"]["steps_done"] == 400
+    assert not list(out.rglob("*.tmp"))
+    from synthmed.generators import load_generator
+
+    assert load_generator(gen_dir / "generator.pt").sample([0, 1], seed=0).shape == (2, 28, 28, 1)
