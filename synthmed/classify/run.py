@@ -31,6 +31,7 @@ KEY_RUN = "run"
 
 def run_classify(data_name: str, *, shots: int = 50, model: str = "resnet18", seed: int = 0,
                  out_dir: str | Path, data_dir: str | Path | None = None, size: int = 28,
+                 protocol: str | None = None,
                  callbacks: list[Callback] | Callback | None = None, progress: bool = True,
                  **overrides: Any) -> dict[str, Any]:
     """Train and test the few-shot baseline classifier on one dataset; write every output to ``out_dir``.
@@ -43,6 +44,8 @@ def run_classify(data_name: str, *, shots: int = 50, model: str = "resnet18", se
         out_dir: folder for the outputs (created).
         data_dir: folder holding the dataset files (default: ``$SYNTHMED_DATA_DIR``).
         size: image side in pixels (28 or 64 for MedMNIST).
+        protocol: split protocol ("official" or "fraction"); None = the data layer's default
+            ("official" when the dataset ships a split, as MedMNIST does).
         callbacks: training callbacks; default: progress bar + CSV + TensorBoard under ``out_dir/train``.
         progress: show the progress bar (default callbacks only).
         **overrides: any other ``ClassifierConfig`` field (stem, max_steps, augment, lr, ...).
@@ -58,7 +61,7 @@ def run_classify(data_name: str, *, shots: int = 50, model: str = "resnet18", se
     out.mkdir(parents=True, exist_ok=True)
     config = validate(ClassifierConfig, {"model": model, "seed": seed, **overrides}, source="classify options")
     data = load_dataset(data_name, size=size, data_dir=data_dir)
-    split = make_split(data, shots=shots, seed=seed)
+    split = make_split(data, shots=shots, seed=seed, protocol=protocol)
     split.to_json(out / SPLIT_FILE)
     parts = split.apply(data)
     if callbacks is None:
@@ -70,6 +73,8 @@ def run_classify(data_name: str, *, shots: int = 50, model: str = "resnet18", se
         "dataset_checksum": data.checksum,
         "size": size,
         "shots": shots,
+        "protocol": split.protocol,
+        "split_hash": split.hash,
         "seed": seed,
         "n_train": len(parts["train"]),
         "n_val": len(parts["val"]),
