@@ -19,13 +19,14 @@ class ClassifierConfig(StageConfig):
     """
 
     model: str = "resnet18"  # the MedMNIST v2 reference backbone (its tables cite ResNet-18 at 28 px)
-    # Measured on this 2-core CPU at 28 px, batch 32 (bench/RESULTS.md, section classify): "standard"
-    # trains ~360 img/s, "cifar" ~90 img/s. A study runs ~12 classifier trainings inside 30 min next to
-    # generator training: 12 x 300 steps x 32 img is ~5 min with "standard" but ~20 min with "cifar".
+    # Measured on this 2-core CPU at 28 px, batch 32, load 1.0 (bench/medmnist_full.py measures it again):
+    # "standard" trains 362 img/s, "cifar" 91 img/s. A study runs ~12 classifier trainings inside 30 min
+    # next to generator training: 12 x 300 steps x 32 img = 115k images is ~5 min with "standard" but
+    # ~21 min with "cifar", which would leave the generators no time. "cifar" is the accuracy option.
     stem: Literal["standard", "cifar"] = "standard"
     optimizer: Literal["adamw", "sgd"] = "adamw"  # AdamW needs no per-dataset lr search; SGD for recipes that want it
     lr: float = Field(1e-3, gt=0)  # MedMNIST v2's lr (Adam, 1e-3); for SGD use ~0.05
-    weight_decay: float = Field(1e-2, ge=0)  # torch's AdamW default; decoupled, so it also suits SGD loosely
+    weight_decay: float = Field(1e-2, ge=0)  # torch's AdamW default; with SGD (coupled L2) use ~5e-4
     momentum: float = Field(0.9, ge=0, lt=1)  # SGD only (Nesterov); the usual value
     schedule: Literal["cosine", "constant"] = "cosine"  # cosine to zero over the budget: no schedule to tune
     batch_size: int = Field(32, ge=2)  # small sets (100 images at 50-shot x 2 classes) still give 3 steps/epoch

@@ -7,10 +7,10 @@ the head change, so the architecture stays the one the MedMNIST v2 benchmark tab
 Stems (``stem=``):
     "standard"  torchvision's stem, which downsamples early. ResNet: 7x7 stride-2 conv + 3x3
                 stride-2 max-pool (28 px → 7 px before layer1). VGG-16 (with BN): the first
-                conv gets stride 2. Cheap: ~5x the training throughput of "cifar" at 28 px on a 2-core CPU.
+                conv gets stride 2. Cheap: ~4x the training throughput of "cifar" at 28 px on a 2-core CPU.
     "cifar"     full resolution into the first block, as in He et al. 2016 §4.2 (CIFAR-10 ResNets):
                 ResNet: 3x3 stride-1 conv, no max-pool. VGG-16: torchvision's convs unchanged.
-                More accurate on tiny images, ~5x slower.
+                More accurate on tiny images, ~4x slower.
 
 Grey images: the first conv takes ``in_channels`` (1 for grey) directly, so no per-batch
 channel repeat is ever done. VGG-16 drops the max-pools that would shrink the map below 1x1
