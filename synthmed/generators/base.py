@@ -100,17 +100,14 @@ class ConditionalGenerator:
         if isinstance(config, BaseModel):
             config = config.model_dump()
         data = {**(config or {}), **overrides}
+        if data.pop("tiny", False):  # tiny=True: the family's test-sized settings, user overrides still win
+            data = {**cls.tiny_config(), **data}
         try:
             return cls.Config(**data)
         except Exception as e:  # pydantic ValidationError -> one line
             from synthmed.config import format_validation_error
 
             raise ConfigError(f"{cls.name} config: {format_validation_error(e, cls.Config)}") from None
-
-    @classmethod
-    def tiny_config(cls) -> dict:
-        """Config overrides that make this family tiny and fast, for tests (default: none)."""
-        return {}
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:

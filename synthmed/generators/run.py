@@ -46,8 +46,7 @@ def train_generator(family: str, data_name: str = "pneumoniamnist", *, shots: in
     from synthmed.data import load_dataset, make_split
 
     cls = get_generator_class(family)
-    tiny = overrides.pop("tiny", False)
-    config = cls.make_config({**(cls.tiny_config() if tiny else {}), **overrides, "seed": seed})
+    config = cls.make_config({**overrides, "seed": seed})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if resume and not (out / "checkpoint.pt").exists():

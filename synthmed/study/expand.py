@@ -16,10 +16,7 @@ def resolve_generator_config(family: str, overrides: dict[str, Any], *, seed: in
     from synthmed.generators import get_generator_class
 
     cls = get_generator_class(family)
-    over = dict(overrides)
-    tiny = over.pop("tiny", False)
-    base = cls.tiny_config() if tiny else {}
-    return cls.make_config({**base, **over, "seed": seed, "device": device}).model_dump(mode="json")
+    return cls.make_config({**overrides, "seed": seed, "device": device}).model_dump(mode="json")
 
 
 # Overrides behind ``classifier: {tiny: true}`` (the smoke profile): a few small steps, same network.
