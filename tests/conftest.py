@@ -69,3 +69,16 @@ def smoke_run(tmp_path_factory, data_dir):
     cfg = load_study_config(profile="smoke")
     manifest = run_study(cfg, out, data_dir=str(data_dir), progress=False)
     return out, cfg, manifest
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one intra-op torch thread (restored after). Tiny nets gain nothing from
+    threads, and on the shared 2-core CPU spin-waiting threads made one tiny DDPM test ~40x slower
+    (0.9 s with 1 thread vs 42 s with 2, measured at load average 10)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
