@@ -39,7 +39,14 @@ class LocalExecutor:
         return records
 
 
-EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}
+def _ray_executor(**options: Any) -> Executor:
+    """Lazy factory: Ray (an optional extra) is imported only when the "ray" executor is chosen."""
+    from synthmed.study.ray_executor import RayExecutor
+
+    return RayExecutor(**options)
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "ray": _ray_executor}
 
 
 def make_executor(name: str, **options: Any) -> Executor:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,18 @@ def execute_stage(stage: Stage, stages_dir: Path, ctx: StageContext) -> dict[str
     return record
 
 
+@dataclass(frozen=True)
+class StageRunner:
+    """``run_stage`` for executors: a picklable callable (unlike a lambda) that also tells a distributed
+    executor where stage folders live, so it can keep per-stage facts such as attempt counts there."""
+
+    stages_dir: Path
+    ctx: StageContext
+
+    def __call__(self, stage: Stage) -> dict[str, Any]:
+        return execute_stage(stage, self.stages_dir, self.ctx)
+
+
 class _Progress:
     """Overall bar (stages done / total, ETA); each stage shows its own bar below it."""
 
@@ -105,7 +118,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path | None = None, *, executor: 
             bar(stage, record)
 
     try:
-        records = executor.run(stages, lambda s: execute_stage(s, stages_dir, ctx), on_done=on_done)
+        records = executor.run(stages, StageRunner(stages_dir, ctx), on_done=on_done)
     finally:
         bar.close()
     results = collect_results(stages, records, cfg)
@@ -121,7 +134,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path | None = None, *, executor: 
         "stages": [
             {"name": s.name, "kind": s.kind, "folder": f"{STAGES_DIR}/{s.folder_name}", "labels": s.labels,
              "cached": s.key in cached, "wall_s": records[s.key]["wall_s"], "summary": records[s.key]["summary"],
-             "config": s.config}
+             "config": s.config, "attempts": records[s.key].get("attempts", 0 if s.key in cached else 1)}
             for s in stages
         ],
         "stages_run": len(stages) - len(cached),
