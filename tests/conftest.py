@@ -82,3 +82,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def torch_single_thread():
+    """Run a test with one torch CPU thread (restored after).
+
+    On this shared 2-core machine, tiny-net tests with 2 OpenMP threads spend most of their time
+    waiting on each other when other processes hold the cores (measured: >10x slower under load 19).
+    Opt in with ``pytestmark = pytest.mark.usefixtures("torch_single_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from synthmed.generators.diffaugment import diff_augment, rand_cutout, rand_translation
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")  # tiny nets: 1 thread is faster on a shared CPU
 
 
 def _batch() -> torch.Tensor:

@@ -12,6 +12,8 @@ from synthmed.generators.gan_losses import (
     bce_d, bce_g, get_loss, gradient_penalty, list_losses, ls_d, ls_g, wgan_d, wgan_g,
 )
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")  # tiny nets: 1 thread is faster on a shared CPU
+
 
 def _sig(v: float) -> float:
     return 1.0 / (1.0 + math.exp(-v))

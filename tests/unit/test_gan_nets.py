@@ -11,6 +11,8 @@ from synthmed.errors import ConfigError
 from synthmed.generators import make_generator
 from synthmed.generators.gan_nets import DCGANDiscriminator, DCGANGenerator, dcgan_init_
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")  # tiny nets: 1 thread is faster on a shared CPU
+
 
 @pytest.mark.parametrize("size", [28, 32, 64])
 @pytest.mark.parametrize("channels", [1, 3])

@@ -10,6 +10,8 @@ import pytest
 
 from synthmed.generators import get_generator_class, list_generators, load_generator, make_generator
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")  # tiny nets: 1 thread is faster on a shared CPU
+
 
 @pytest.mark.parametrize("family", list_generators())
 def test_fit_sample_roundtrip(family, tiny_images, tmp_path):
