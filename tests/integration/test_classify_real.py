@@ -10,7 +10,7 @@ import pytest
 from synthmed.classify import ClassifierConfig, train_classifier
 from synthmed.metrics.classification import SCALAR_KEYS, evaluate_classifier
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def test_resnet18_few_steps_on_real_50shot_gives_metrics_on_the_real_test_set(pneumonia_50shot):

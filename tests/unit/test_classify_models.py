@@ -8,6 +8,9 @@ import torch
 from synthmed.classify import STEMS, build_classifier, list_classifiers
 from synthmed.errors import ConfigError, UnknownNameError
 
+# tiny nets gain nothing from a second thread; on the shared CPU spin-waiting makes them far slower
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_registry_lists_the_three_backbones():
     assert list_classifiers() == ["resnet18", "resnet50", "vgg16"]

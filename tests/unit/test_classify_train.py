@@ -16,6 +16,9 @@ from synthmed.config import validate
 from synthmed.data.types import LabeledImages
 from synthmed.errors import ConfigError, DataFormatError, DataNotFoundError
 
+# tiny nets gain nothing from a second thread; on the shared CPU spin-waiting makes them far slower
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _separable(n: int, seed: int, channels: int = 1, size: int = 28) -> LabeledImages:
     """Class 1 is brighter than class 0, plus noise: learnable in a few steps."""
