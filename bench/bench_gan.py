@@ -3,7 +3,7 @@
 For each variant (cgan, acgan, lsgan, wgan, wgan-gp, cgan per-class) it trains once in its own subprocess
 (so peak RSS is per variant) and measures training steps/s at batch 64, the wall time of the run, sampling
 images/s (1000 images, EMA generator) and peak RSS; it writes the run's CSV log and grid PNGs under
-bench/out/gan/<variant>/ and updates its section of bench/RESULTS.md.
+bench/out/<section>/<variant>/ and updates its section of bench/RESULTS.md.
 
     .venv/bin/python bench/bench_gan.py --full          # the default number of steps per variant
     .venv/bin/python bench/bench_gan.py --steps 50      # a short run (numbers are per-step rates)
@@ -28,12 +28,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
-OUT = ROOT / "bench" / "out" / "gan"
+OUT = ROOT / "bench" / "out"
 VARIANTS = {  # label -> (family, config overrides)
     "cgan": ("cgan", {}), "acgan": ("acgan", {}), "lsgan": ("lsgan", {}), "wgan": ("wgan", {}),
     "wgan-gp": ("wgan-gp", {}), "cgan per-class": ("cgan", {"per_class": True}),
 }
-SECTION = "gan"
 
 
 def fifty_shot(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +53,7 @@ def loss_trend(csv_path: Path) -> dict[str, list[float]]:
     return {c: [float(np.mean([float(r[c]) for r in part])) for part in (rows[:k], rows[-k:])] for c in keys}
 
 
-def run_variant(label: str, steps: int | None) -> dict:
+def run_variant(label: str, steps: int | None, section: str) -> dict:
     """Train + sample one variant in this process; return its measurements."""
     import torch
 
@@ -63,7 +62,7 @@ def run_variant(label: str, steps: int | None) -> dict:
 
     family, overrides = VARIANTS[label]
     images, labels = fifty_shot(Path(os.environ.get("SYNTHMED_DATA_DIR", ROOT.parent / "shared" / "data")))
-    out = OUT / label.replace(" ", "-")
+    out = OUT / section / label.replace(" ", "-")
     if (out / "metrics.csv").exists():
         (out / "metrics.csv").unlink()
     gen = make_generator(family, max_steps=steps, grid_every=100, **overrides)
@@ -85,20 +84,24 @@ def run_variant(label: str, steps: int | None) -> dict:
     }
 
 
-def write_section(results: list[dict], command: str, loads: list[float]) -> None:
+def write_section(results: list[dict], command: str, loads: list[float], section: str, note: str) -> None:
     cpu = next((ln.split(":", 1)[1].strip() for ln in subprocess.run(
         ["lscpu"], capture_output=True, text=True).stdout.splitlines() if ln.startswith("Model name")), "?")
+    import torch
+
+    gpu = f", GPU {torch.cuda.get_device_name(0)} (used: device=auto)" if torch.cuda.is_available() else ", no GPU"
     lines = [
-        f"<!-- BEGIN {SECTION} -->",
-        "## GAN families: train + sample on PneumoniaMNIST 28 px, 50 images/class (100 images)",
+        f"<!-- BEGIN {section} -->",
+        f"## GAN families ({section}): train + sample on PneumoniaMNIST 28 px, 50 images/class (100 images)",
         "",
-        f"- Machine: {os.cpu_count()}-core CPU, {cpu}; shared with other engineers, 1-min load average "
+        f"- Machine: {os.cpu_count()}-core CPU, {cpu}{gpu}; 1-min load average "
         f"{min(loads):.2f}–{max(loads):.2f} during the runs (measured before each variant)",
         f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; Python {platform.python_version()}",
         f"- Command: `{command}`",
         "- A step = one generator update (the WGAN critics make 5 updates per step); batch 64 "
         "(50 in per-class mode: each class has 50 images). Each variant runs in its own process; "
         "sampling = 1000 images with the EMA generator.",
+        *([f"- {note}"] if note else []),
         "",
         "| variant | G steps | D steps | train wall s | G steps/s | sample img/s | peak RSS MiB |",
         "|---|---|---|---|---|---|---|",
@@ -110,10 +113,10 @@ def write_section(results: list[dict], command: str, loads: list[float]) -> None
     for r in results:
         trend = ", ".join(f"{k} {a:.3g}→{b:.3g}" for k, (a, b) in r["trend"].items())
         lines.append(f"- {r['variant']}: {trend}")
-    lines.append(f"<!-- END {SECTION} -->")
+    lines.append(f"<!-- END {section} -->")
     block = "\n".join(lines)
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"<!-- BEGIN {SECTION} -->.*?<!-- END {SECTION} -->", re.S)
+    pattern = re.compile(rf"<!-- BEGIN {section} -->.*?<!-- END {section} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     sys.path.insert(0, str(ROOT))
     from synthmed.utils.io import write_text_atomic
@@ -126,23 +129,30 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="train each variant for its default max_steps")
     ap.add_argument("--steps", type=int, default=50, help="steps per variant without --full")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+    ap.add_argument("--section", default="gan", help="name of this run's section in bench/RESULTS.md")
+    ap.add_argument("--note", default="", help="a line added to the section (e.g. how to read the numbers)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     steps = None if args.full else args.steps
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.child:  # one variant, results as JSON on stdout's last line
-        print(json.dumps(run_variant(args.child, steps)))
+        print(json.dumps(run_variant(args.child, steps, args.section)))
         return
     results, loads = [], []
     command = ".venv/bin/python bench/bench_gan.py " + " ".join(f"'{a}'" if " " in a else a for a in sys.argv[1:])
     for label in args.variants.split(","):
         loads.append(os.getloadavg()[0])
-        cmd = [sys.executable, __file__, "--child", label] + (["--full"] if args.full else ["--steps", str(steps)])
+        cmd = [sys.executable, __file__, "--child", label, "--section", args.section, "--threads", str(args.threads)] + (["--full"] if args.full else ["--steps", str(steps)])
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             sys.exit(f"{label} failed:\n{proc.stderr[-3000:]}")
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(json.dumps({k: v for k, v in results[-1].items() if k != "trend"}), flush=True)
-        write_section(results, command, loads)  # after each variant, so a cut-off run keeps what it measured
+        write_section(results, command, loads, args.section, args.note)  # after each variant, so a cut-off run keeps what it measured
 
 
 if __name__ == "__main__":

@@ -255,12 +255,15 @@ class ConditionalGAN(TorchGeneratorMixin, ConditionalGenerator):
             if step % cfg.grid_every == 0 or step >= self.max_steps_:
                 cbs.on_grid(step, self.grid(), "samples")
 
+        def checkpoint_fn(step: int) -> None:  # never checkpoint a step that already looks collapsed
+            if streak[0] == 0 or budget.done(step):  # ... except the final one
+                self._write_checkpoint(step)
+
         budget = TrainingBudget(self.max_steps_, cfg.max_minutes)
         self.steps_done_ = run_training_loop(
             family=self.name, start_step=start, budget=budget, step_fn=step_fn, callbacks=cbs, grid_every=1,
             grid_fn=grid_fn, checkpoint_every=cfg.checkpoint_every,
-            checkpoint_fn=self._write_checkpoint if out_dir is not None else None,
-            checkpoint_path=self.checkpoint_path_)
+            checkpoint_fn=checkpoint_fn if out_dir is not None else None, checkpoint_path=self.checkpoint_path_)
         self.stopped_by_ = budget.stopped_by
         self.fitted_ = True
         return self

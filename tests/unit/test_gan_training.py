@@ -112,11 +112,20 @@ class _NaN(ConditionalGAN):
     name, loss_name = "test-nan", "test-nan"
 
 
-def test_collapsed_discriminator_stops_after_patience_keeping_the_checkpoint(tiny_images, tmp_path):
+def test_collapsed_discriminator_stops_after_patience_and_never_checkpoints_a_collapsed_step(tiny_images, tmp_path):
     gan = _Collapsing(max_steps=50, collapse_patience=3, checkpoint_every=1, **TINY)
-    with pytest.raises(TrainingDivergedError, match=r"collapsed at step 3: .* for 3 steps .*checkpoint is kept"):
+    with pytest.raises(TrainingDivergedError, match=r"collapsed at step 3: .* for 3 steps .*try wgan-gp"):
         gan.fit(*tiny_images, out_dir=tmp_path)
-    assert (tmp_path / "checkpoint.pt").exists()
+    assert not (tmp_path / "checkpoint.pt").exists()  # every step looked collapsed, so none was "good"
+
+
+def test_divergence_keeps_the_last_good_checkpoint(tiny_images, tmp_path):
+    make_generator("cgan", max_steps=2, **TINY).fit(*tiny_images, out_dir=tmp_path)  # a good checkpoint
+    with pytest.raises(TrainingDivergedError, match="checkpoint is kept at"):
+        _Collapsing(max_steps=50, collapse_patience=2, checkpoint_every=1, **TINY).fit(*tiny_images, out_dir=tmp_path)
+    from synthmed.generators import load_generator
+
+    assert load_generator(tmp_path / "checkpoint.pt").steps_done_ == 2
 
 
 def test_nan_loss_stops_at_the_first_step(tiny_images):
