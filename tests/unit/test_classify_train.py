@@ -70,20 +70,37 @@ def test_save_load_roundtrip_reproduces_predictions(toy, tmp_path):
         TrainedClassifier.load(tmp_path / "missing.pt")
 
 
-def test_early_stopping_keeps_the_best_validation_weights(toy):
-    train, val = toy
-    clf = train_classifier(train, val, _cfg(max_steps=30, lr=3e-3, patience=3))
-    f1s = [row["val_macro_f1"] for row in clf.history]
-    best = int(np.argmax(f1s))  # first maximum: ties keep the earlier weights
-    assert clf.best_step == clf.history[best]["step"]
+def _noisy(n: int, seed: int) -> LabeledImages:
+    """Two classes 12 grey levels apart under noise of std 60: validation F1 goes up and down."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    base = np.where(labels[:, None, None, None] == 1, 134, 122)
+    images = np.clip(base + rng.normal(0, 60, (n, 28, 28, 1)), 0, 255).astype(np.uint8)
+    return LabeledImages(images, labels.astype(np.int64), ("normal", "pneumonia"), name="noisy")
+
+
+def test_early_stopping_keeps_the_best_validation_weights():
     from synthmed.metrics.classification import classification_metrics
 
+    train, val = _noisy(16, 0), _noisy(24, 1)
+    cfg = _cfg(max_steps=8, lr=3e-3)
+    clf = train_classifier(train, val, cfg)
+    f1s = [row["val_macro_f1"] for row in clf.history]
+    best = int(np.argmax(f1s))  # first maximum: ties keep the earlier weights
+    assert clf.best_step == clf.history[best]["step"] < clf.steps_done == 8  # the best is not the last here
     kept = classification_metrics(val.labels, clf.predict_proba(val.images), val.class_names)["macro_f1"]
     assert kept == pytest.approx(f1s[best])
-    if clf.stopped_by == "early_stopping":
-        assert clf.steps_done == clf.best_step + 3  # patience 3 evaluations, one per step
-    else:
-        assert clf.steps_done == 30
+    # the same run without val ends on the last weights (val passes draw no randomness)
+    last = train_classifier(train, None, cfg)
+    assert last.checksum != clf.checksum
+    last_f1 = classification_metrics(val.labels, last.predict_proba(val.images), val.class_names)["macro_f1"]
+    assert last_f1 == pytest.approx(f1s[-1])
+    stopped = train_classifier(train, val, cfg.model_copy(update={"patience": 2}))
+    assert stopped.stopped_by == "early_stopping" and stopped.steps_done == stopped.best_step + 2
+    assert [r["val_macro_f1"] for r in stopped.history] == f1s[: stopped.steps_done]  # the same run, cut short
+    assert stopped.best_step == 1 + int(np.argmax(f1s[: stopped.steps_done]))
+    if stopped.best_step == clf.best_step:
+        assert stopped.checksum == clf.checksum  # same best weights, found sooner
 
 
 def test_callbacks_receive_loss_lr_and_validation_scalars(toy):
