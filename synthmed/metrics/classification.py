@@ -141,7 +141,7 @@ def plot_confusion_matrix(cm, class_names, path: str | os.PathLike, title: str |
 
     cm = np.asarray(cm)
     k = len(class_names)
-    side = 2.5 + 0.6 * k
+    side = max(4.0, 2.5 + 0.6 * k)  # inches; wide enough for a one-line title
     fig = Figure(figsize=(side, side), dpi=100)  # a bare Figure: no pyplot global state, Agg backend
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -149,7 +149,7 @@ def plot_confusion_matrix(cm, class_names, path: str | os.PathLike, title: str |
         ax=ax, cmap="Blues", colorbar=False, values_format="d", xticks_rotation=45 if k > 3 else "horizontal"
     )
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
