@@ -223,6 +223,41 @@ def sample(
 
 
 @app.command()
+def evaluate(
+    samples: list[Path] = typer.Argument(..., help="Synthetic sets: npz (images, labels), a 'synthmed sample' folder, or a 'synthmed train' folder."),
+    data: str = typer.Option("pneumoniamnist", "--data"),
+    size: int = typer.Option(28, "--size"),
+    shots: int = typer.Option(50, "--shots", help="Real training images per class (must match what the generator saw)."),
+    conditions: str = typer.Option("real,synthetic,real+synthetic,real+classic,real+duplicate,all-real", "--conditions"),
+    seeds: int = typer.Option(5, "--seeds", help="Classifier seeds 0..N-1 (mean, 95 % CI, paired tests)."),
+    total: int = typer.Option(1200, "--total", help="Synthetic images added, balanced per class."),
+    ratios: Optional[str] = typer.Option(None, "--ratios", help="Also sweep real+synthetic at these ratios, e.g. 0.5,1,2,5,10."),
+    classifier_steps: Optional[int] = typer.Option(None, "--classifier-steps"),
+    out: Optional[Path] = typer.Option(None, "--out"),
+    data_dir: Optional[Path] = DataDir,
+    no_progress: bool = typer.Option(False, "--no-progress"),
+):
+    """Evaluate synthetic images you already have: downstream conditions over seeds, fidelity, memorization."""
+    from synthmed.study import load_study_config, run_study
+
+    study = {
+        "name": f"evaluate-{data}-{shots}shot",
+        "dataset": {"name": data, "size": size},
+        "split": {"shots": shots},
+        "generators": [],
+        "samples": [{"path": str(p)} for p in samples],
+        "conditions": [c.strip() for c in conditions.split(",") if c.strip()],
+        "seeds": list(range(seeds)),
+        "synthetic": {"total": total, "ratios": [float(r) for r in ratios.split(",")] if ratios else []},
+        "classifier": {"max_steps": classifier_steps} if classifier_steps else {},
+    }
+    cfg = load_study_config(study, source="evaluate options")
+    out = out or _default_out(study["name"])
+    manifest = run_study(cfg, out, data_dir=str(data_dir) if data_dir else None, progress=not no_progress)
+    _print_summary(out, manifest)
+
+
+@app.command()
 def serve(
     runs: Path = typer.Option(Path("runs"), "--runs", help="Folder of study runs (read-only)."),
     host: str = typer.Option("127.0.0.1", "--host", help="127.0.0.1 (default) keeps it local; 0.0.0.0 exposes it."),

@@ -87,6 +87,17 @@ def gather(run_dir: Path) -> dict[str, Any]:
             "progression": _b64(fig.progression_strip(sorted((gdir / "grids").glob("samples_*.png")))),
             "curves": _b64(fig.loss_curves(gdir / "metrics.csv", f"{label}: training curves")),
         })
+    for imp in _stages(manifest, "samples_file"):  # synthetic sets made elsewhere (synthmed evaluate)
+        if imp["config"].get("ratio") is not None:
+            continue
+        label = imp["labels"]["generator"]
+        if imp["labels"].get("seed") == manifest["seeds"][0] and label not in fakes:
+            with np.load(run_dir / imp["folder"] / "samples.npz") as z:
+                fakes[label] = (z["images"], z["labels"])
+        ctx["generators"].append({"label": label, "seed": imp["labels"].get("seed"), "family": "imported samples",
+                                  "summary": imp["summary"], "wall_s": imp["wall_s"], "config": {},
+                                  "samples": _b64_file(run_dir / imp["folder"] / "grid.png"),
+                                  "progression": None, "curves": None})
     for f in _stages(manifest, "fidelity"):
         fdir = run_dir / f["folder"]
         data = json.loads((fdir / "fidelity.json").read_text()) if (fdir / "fidelity.json").exists() else {}

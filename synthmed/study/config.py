@@ -44,6 +44,21 @@ class GeneratorSpec(StageConfig):
         return self.label or self.family
 
 
+class SamplesSpec(StageConfig):
+    """Synthetic images made elsewhere (``synthmed evaluate``): an npz with ``images`` (N,H,W,C) uint8
+    and ``labels`` (N,), or a folder holding ``samples.npz`` or a trained ``generator.pt``."""
+
+    path: str
+    label: str | None = None  # name in tables/report (default: the file or folder name)
+
+    @property
+    def display(self) -> str:
+        from pathlib import Path
+
+        p = Path(self.path)
+        return self.label or (p.parent.name if p.name in ("samples.npz", "generator.pt") else p.stem)
+
+
 class SyntheticSpec(StageConfig):
     total: int | None = 1200  # synthetic images added in total, balanced per class (the source study's ≈1200)
     ratio: float | None = None  # alternatively: synthetic = ratio × real training images (overrides total)
@@ -65,6 +80,7 @@ class StudyConfig(StageConfig):
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
     generators: list[GeneratorSpec] = Field(default_factory=list)
+    samples: list[SamplesSpec] = Field(default_factory=list)  # precomputed synthetic sets to evaluate
     synthetic: SyntheticSpec = Field(default_factory=SyntheticSpec)
     conditions: list[str] = Field(default_factory=lambda: list(CONDITIONS))
     classifier: dict[str, Any] = Field(default_factory=dict)  # synthmed.classify ClassifierConfig overrides

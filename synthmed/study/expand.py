@@ -4,6 +4,7 @@ defaults filled in) so each stage's key covers every setting that shapes its out
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from synthmed.study.config import GENERATOR_CONDITIONS, StudyConfig
@@ -33,12 +34,26 @@ def resolve_classifier_config(overrides: dict[str, Any], *, device: str) -> dict
     return validate(ClassifierConfig, {**base, **over, "device": device}, source="study config 'classifier'").model_dump(mode="json")
 
 
+def file_identity(path: str) -> str:
+    """Content hash of a samples file (or of the file inside a samples folder), so a changed file
+    gets a new stage key while a moved one does not recompute."""
+    from synthmed.errors import DataNotFoundError
+    from synthmed.utils.io import sha256_file
+
+    p = Path(path)
+    for candidate in (p, p / "samples.npz", p / "generator.pt"):
+        if candidate.is_file():
+            return sha256_file(candidate)
+    raise DataNotFoundError(f"no synthetic samples at {path}: give an npz with 'images' and 'labels', or a folder "
+                            "holding samples.npz (synthmed sample) or generator.pt (synthmed train)")
+
+
 def expand_study(cfg: StudyConfig) -> list[Stage]:
     """All stages of a study, in an order where inputs come first."""
     stages: list[Stage] = []
     classifier = resolve_classifier_config(cfg.classifier, device=cfg.device)
     conditions = cfg.conditions
-    need_extractor = bool(cfg.generators) and (cfg.metrics.fidelity or cfg.metrics.memorization)
+    need_extractor = bool(cfg.generators or cfg.samples) and (cfg.metrics.fidelity or cfg.metrics.memorization)
     syn = cfg.synthetic
     dataset = cfg.dataset.model_dump(mode="json")
     for seed in cfg.seeds:
@@ -70,29 +85,44 @@ def expand_study(cfg: StudyConfig) -> list[Stage]:
             extra = {"extra_total": syn.total, "extra_ratio": syn.ratio} if cond == "real+duplicate" else None
             stages.append(classify(cond, CONTROL, extra=extra))
 
+        def downstream(label: str, samples: Stage, swept: list[Stage]) -> None:
+            """Classifier runs that use a synthetic set, the ratio sweep, and fidelity."""
+            for cond in conditions:
+                if cond in GENERATOR_CONDITIONS:
+                    stages.append(classify(cond, label, samples))
+            for r, s in swept:
+                stages.extend([s, classify("real+synthetic", label, s, label=f"real+synthetic@{r:g}x")])
+            if extractor is not None:
+                stages.append(Stage("fidelity", f"fidelity {label} seed {seed}",
+                                    {"fidelity": cfg.metrics.fidelity, "memorization": cfg.metrics.memorization,
+                                     "per_class": cfg.metrics.per_class},
+                                    {"split": split, "samples": samples, "extractor": extractor},
+                                    labels={"generator": label, "seed": seed}))
+
+        samples_conf = {"total": syn.total, "ratio": syn.ratio, "balanced": syn.balanced, "seed": syn.sample_seed + seed}
+        ratios = syn.ratios if "real+synthetic" in conditions else []
         for g in cfg.generators:
             gconf = resolve_generator_config(g.family, g.config, seed=seed, device=cfg.device)
             gen = Stage("generator", f"generator {g.display} seed {seed}",
                         {"family": g.family, "config": gconf}, {"split": split},
                         labels={"generator": g.display, "seed": seed})
-            samples_conf = {"total": syn.total, "ratio": syn.ratio, "balanced": syn.balanced,
-                            "seed": syn.sample_seed + seed}
-            samples = Stage("samples", f"sample {g.display} seed {seed}", samples_conf,
-                            {"generator": gen, "split": split}, labels={"generator": g.display, "seed": seed})
-            stages += [gen, samples]
-            for cond in conditions:
-                if cond in GENERATOR_CONDITIONS:
-                    stages.append(classify(cond, g.display, samples))
-            if "real+synthetic" in conditions:
-                for r in syn.ratios:
-                    swept = Stage("samples", f"sample {g.display} ratio {r} seed {seed}",
-                                  {**samples_conf, "total": None, "ratio": r}, {"generator": gen, "split": split},
-                                  labels={"generator": g.display, "seed": seed})
-                    stages += [swept, classify("real+synthetic", g.display, swept, label=f"real+synthetic@{r:g}x")]
-            if extractor is not None:
-                stages.append(Stage("fidelity", f"fidelity {g.display} seed {seed}",
-                                    {"fidelity": cfg.metrics.fidelity, "memorization": cfg.metrics.memorization,
-                                     "per_class": cfg.metrics.per_class},
-                                    {"split": split, "samples": samples, "extractor": extractor},
-                                    labels={"generator": g.display, "seed": seed}))
+
+            def sampled(conf: dict, suffix: str = "") -> Stage:
+                return Stage("samples", f"sample {g.display}{suffix} seed {seed}", conf,
+                             {"generator": gen, "split": split}, labels={"generator": g.display, "seed": seed})
+
+            stages += [gen, samples := sampled(samples_conf)]
+            downstream(g.display, samples, [(r, sampled({**samples_conf, "total": None, "ratio": r}, f" ratio {r:g}"))
+                                            for r in ratios])
+        for spec in cfg.samples:
+            path = str(Path(spec.path).resolve())
+
+            def imported(conf: dict, suffix: str = "") -> Stage:
+                return Stage("samples_file", f"import {spec.display}{suffix} seed {seed}",
+                             {**conf, "path": path, "content": file_identity(path)}, {"split": split},
+                             labels={"generator": spec.display, "seed": seed})
+
+            stages.append(samples := imported(samples_conf))
+            downstream(spec.display, samples, [(r, imported({**samples_conf, "total": None, "ratio": r}, f" ratio {r:g}"))
+                                               for r in ratios])
     return stages

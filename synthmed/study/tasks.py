@@ -119,10 +119,57 @@ def run_samples(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageC
     return {"n": int(len(labels)), "wall_s": wall, "images_per_s": len(labels) / max(wall, 1e-9)}
 
 
-def run_extractor(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
-    """Train the `domain` feature extractor: a classifier on the full real training pool."""
-    from synthmed.classify import train_classifier
+def run_samples_file(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
+    """Import synthetic images made elsewhere: an npz (images, labels), a folder with samples.npz,
+    or a trained generator (sampled here). The study's synthetic amount is taken class by class."""
+    from synthmed.errors import DataFormatError
+    from synthmed.evaluate import synthetic_label_plan
 
+    sets, _ = load_split_sets(inputs["split"], ctx)
+    train = sets["train"]
+    cfg = stage.config
+    labels = synthetic_label_plan(train.labels, train.num_classes, total=cfg["total"], ratio=cfg["ratio"],
+                                  balanced=cfg["balanced"])
+    path = Path(cfg["path"])
+    if (path / "generator.pt").exists() or path.suffix == ".pt":
+        from synthmed.generators import load_generator
+
+        images = load_generator(path if path.suffix == ".pt" else path / "generator.pt").sample(labels, seed=cfg["seed"])
+    else:
+        npz = path / "samples.npz" if path.is_dir() else path
+        try:
+            with np.load(npz) as z:
+                pool_images, pool_labels = z["images"], z["labels"].reshape(-1).astype(np.int64)
+        except (OSError, ValueError, KeyError) as e:
+            raise DataFormatError(f"{npz}: not a samples file with 'images' and 'labels' arrays ({e})") from None
+        if pool_images.ndim == 3:
+            pool_images = pool_images[..., None]
+        if pool_images.dtype != np.uint8 or pool_images.shape[1:] != train.images.shape[1:]:
+            raise DataFormatError(f"{npz}: images are {pool_images.dtype} {pool_images.shape[1:]}, the study's "
+                                  f"real images uint8 {train.images.shape[1:]}; sample at the dataset's size and channels")
+        picks = []
+        for k in range(train.num_classes):
+            need, have = int((labels == k).sum()), np.flatnonzero(pool_labels == k)
+            if len(have) < need:
+                raise DataFormatError(f"{npz} has {len(have)} images of class '{train.class_names[k]}'; the study needs "
+                                      f"{need}: lower synthetic.total or sample more")
+            picks.append(have[:need])
+        images = pool_images[np.concatenate(picks)] if picks else pool_images[:0]
+    write_npz_atomic(folder / "samples.npz", images=images, labels=labels.astype(np.int64))
+    save_png(folder / "grid.png", class_rows_grid(images, labels, train.num_classes, 10), scale=2)
+    return {"n": int(len(labels)), "source": str(path)}
+
+
+def run_extractor(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
+    """Prepare the feature extractor. ``domain`` (default, offline): train a classifier on the full
+    real training pool. Other extractors (``inception``, ``imagenet-offline``) are pretrained: build
+    one here so a missing weight file fails early with its one-line message."""
+    from synthmed.classify import train_classifier
+    from synthmed.metrics import features as F
+
+    if stage.config["kind"] != "domain":
+        ext = F.make_extractor(stage.config["kind"])
+        return {"kind": stage.config["kind"], **ext.describe()}
     sets, _ = load_split_sets(inputs["split"], ctx)
     cfg = _classifier_config(stage.config["classifier"], stage.config["seed"], stage.config["steps"])
     t0 = time.perf_counter()
@@ -175,7 +222,9 @@ def run_fidelity(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: Stage
     real_train = sets["train"]
     names = tuple(real_train.class_names)
     synthetic = load_samples(inputs["samples"], names)
-    extractor = F.domain_extractor(TrainedClassifier.load(inputs["extractor"] / "classifier.pt"))
+    kind = read_stage_record(inputs["extractor"])["config"]["kind"]
+    extractor = (F.domain_extractor(TrainedClassifier.load(inputs["extractor"] / "classifier.pt")) if kind == "domain"
+                 else F.make_extractor(kind))
     t0 = time.perf_counter()
     # Reference set: the real training pool (k-shot images plus every other real training image),
     # so FID measures closeness to the real distribution, not to the 2k images the generator saw.
@@ -216,6 +265,7 @@ STAGE_FUNCTIONS = {
     "split": run_split,
     "generator": run_generator,
     "samples": run_samples,
+    "samples_file": run_samples_file,
     "extractor": run_extractor,
     "classify": run_classify,
     "fidelity": run_fidelity,

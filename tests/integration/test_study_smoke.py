@@ -58,7 +58,7 @@ def test_report_renders_in_headless_chromium(smoke_run, browser_page):
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser_page
     page.goto((out / "report.html").resolve().as_uri())
-    assert page.title().startswith("synthmed study")
+    assert page.title().startswith("synthmed report")
     assert page.locator("table.downstream").count() >= 2
     assert page.locator("#fidelity-table tr").count() > 1
     broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length")

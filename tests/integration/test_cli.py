@@ -1,0 +1,72 @@
+"""The CLI is a thin layer: real commands on the real data slice, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def synthmed(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "synthmed.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=900)
+
+
+def test_invalid_study_config_gives_one_clear_line(tmp_path):
+    bad = tmp_path / "study.yaml"
+    bad.write_text("split:\n  shot: 20\n")
+    res = synthmed("run", bad, "--out", tmp_path / "run")
+    assert res.returncode == 1
+    err = res.stderr.strip()
+    assert err.startswith("error:") and "split.shot" in err and "did you mean 'shots'" in err
+    assert "Traceback" not in res.stderr and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_missing_dataset_offline_names_the_path(tmp_path):
+    import os
+
+    env = {**os.environ, "SYNTHMED_DATA_DIR": str(tmp_path)}
+    res = synthmed("classify", "--data", "bloodmnist", "--out", tmp_path / "c", env=env)
+    assert res.returncode == 1 and "bloodmnist.npz" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_print_default_is_valid_yaml_that_runs_back():
+    import yaml
+
+    res = synthmed("run", "--print-default")
+    assert res.returncode == 0
+    cfg = yaml.safe_load(res.stdout)
+    assert cfg["dataset"]["name"] == "pneumoniamnist" and len(cfg["generators"]) == 4
+
+
+def test_evaluate_precomputed_samples_over_two_seeds(smoke_run, tmp_path, data_dir):
+    run_dir, _, manifest = smoke_run
+    samples = next(s for s in manifest["stages"] if s["kind"] == "samples")
+    src = tmp_path / "mine.npz"
+    shutil.copy(run_dir / samples["folder"] / "samples.npz", src)
+    out = tmp_path / "eval"
+    res = synthmed("evaluate", src, "--data-dir", data_dir, "--seeds", "2", "--total", "40",
+                   "--conditions", "real,real+synthetic", "--classifier-steps", "2", "--out", out, "--no-progress")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    auc = [r for r in rows if r["metric"] == "roc_auc"]
+    assert {(r["generator"], r["condition"], r["seed"]) for r in auc} == {
+        ("-", "real", "0"), ("-", "real", "1"), ("mine", "real+synthetic", "0"), ("mine", "real+synthetic", "1")}
+    assert any(r["metric"] == "fid" and r["generator"] == "mine" for r in rows)
+    assert (out / "report.html").exists() and "95 % CI" in res.stdout
+
+
+def test_evaluate_rejects_samples_of_the_wrong_size(tmp_path, data_dir):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, images=np.zeros((10, 32, 32, 1), np.uint8), labels=np.zeros(10, np.int64))
+    res = synthmed("evaluate", bad, "--data-dir", data_dir, "--seeds", "1", "--total", "4",
+                   "--conditions", "real+synthetic", "--classifier-steps", "1", "--out", tmp_path / "e", "--no-progress")
+    assert res.returncode == 1 and "(32, 32, 1)" in res.stderr and "Traceback" not in res.stderr
