@@ -1,0 +1,79 @@
+"""Run a whole study and record its wall time per stage and its headline table in bench/RESULTS.md.
+
+    python bench/bench_study.py --profile default                 # the embedded default study (issue 6)
+    python bench/bench_study.py --controls --seeds 5              # the control bars generators must beat (issue 5)
+
+The second form runs no generator: `real`, `real+classic`, `real+duplicate` (count-matched to the
+default 1200 synthetic images) and `all-real`, over 5 seeds, with 95 % CIs and paired tests vs `real`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import header, replace_section  # noqa: E402
+
+from synthmed.study import load_study_config, run_study  # noqa: E402
+from synthmed.study.results import load_results, summarize_conditions  # noqa: E402
+
+
+def table(rows: list[dict], metric: str) -> str:
+    lines = [f"| condition | generator | n | mean {metric} | 95 % CI | Δ vs real (paired) | p |", "|---|---|---|---|---|---|---|"]
+    for s in summarize_conditions(rows, metric):
+        ci = f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}]" if s.get("ci_low") is not None else "–"
+        vr = s.get("vs_real") or {}
+        d = f"{vr['mean_diff']:+.3f}" if vr.get("mean_diff") is not None else "–"
+        if vr.get("ci_low") is not None:
+            d += f" [{vr['ci_low']:+.3f}, {vr['ci_high']:+.3f}]"
+        p = f"{vr['p_value']:.3f}" if vr.get("p_value") is not None else "–"
+        lines.append(f"| {s['condition']} | {s['generator']} | {s['n']} | {s['mean']:.3f} | {ci} | {d} | {p} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--controls", action="store_true", help="controls only (no generators)")
+    ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--section", default=None)
+    args = ap.parse_args()
+    data: dict = {}
+    if args.controls:
+        data = {"name": "controls", "generators": [], "conditions": ["real", "real+classic", "real+duplicate", "all-real"]}
+    if args.seeds:
+        data["seeds"] = list(range(args.seeds))
+    cfg = load_study_config(data, profile=args.profile)
+    section = args.section or ("study-controls" if args.controls else f"study-{args.profile}")
+    out = args.out or Path("bench/out") / section
+    t0 = time.perf_counter()
+    manifest = run_study(cfg, out, data_dir=os.environ.get("SYNTHMED_DATA_DIR"), progress=True)
+    wall = time.perf_counter() - t0
+    rows = load_results(out)
+    by_kind: dict[str, float] = defaultdict(float)
+    for s in manifest["stages"]:
+        if not s["cached"]:
+            by_kind[s["kind"]] += s["wall_s"]
+    stage_lines = "\n".join(f"| {s['name']} | {s['wall_s']:.1f} | {'cached' if s['cached'] else ''} |" for s in manifest["stages"])
+    body = (
+        f"### Study `{cfg.name}` (profile {args.profile}{', controls only' if args.controls else ''}, seeds {cfg.seeds})\n\n"
+        + header(" ".join(["python", *sys.argv]))
+        + f"- wall time: {wall:.0f} s ({wall / 60:.1f} min) for {manifest['stages_run']} stages "
+        f"({manifest['stages_cached']} cached); peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB\n"
+        + "- wall time by stage kind (s): " + ", ".join(f"{k} {v:.0f}" for k, v in by_kind.items()) + "\n\n"
+        + table(rows, "roc_auc") + "\n\n" + table(rows, "macro_f1") + "\n\n"
+        + "<details><summary>per-stage wall time</summary>\n\n| stage | s | |\n|---|---|---|\n" + stage_lines + "\n\n</details>\n"
+    )
+    replace_section(section, body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
