@@ -51,12 +51,13 @@ def load_samples(samples_folder: Path, class_names: tuple[str, ...]) -> LabeledI
 
 def _classifier_config(cfg: dict[str, Any], seed: int, steps_override: int | None = None):
     from synthmed.classify import ClassifierConfig
+    from synthmed.config import validate
 
     cfg = dict(cfg)
     if steps_override is not None:
         cfg["max_steps"] = steps_override
     cfg["seed"] = seed
-    return ClassifierConfig(**cfg)
+    return validate(ClassifierConfig, cfg, source="classifier config")
 
 
 # -- stages ------------------------------------------------------------------------------------
