@@ -106,7 +106,7 @@ class DDPMConfig(GeneratorConfig):
     lr: float = Field(1e-3, gt=0)  # AdamW; a 0.6 M-param UNet tolerates it and the step budget is short
     batch_size: int = Field(64, ge=1)  # CPU throughput saturates around 64 at 28 px
     grad_clip: float = Field(1.0, gt=0)  # max grad norm, as in the diffusers training examples
-    ema_decay: float = Field(0.995, gt=0, lt=1)  # ≈200-step window: short runs (~2k steps) still average
+    ema_decay: float = Field(0.995, gt=0, lt=1)  # ≈200-step window after warm-up; suits ~2k-step runs
     sampler: Literal["ddim", "ddpm"] = "ddim"  # ddim: few deterministic steps; ddpm: the full ancestral chain
     sample_steps: int = Field(50, ge=1)  # DDIM steps (Song et al. use 50-100); ignored by "ddpm"
     guidance: float = Field(1.0, ge=0.0)  # w; 1 = conditional only (chosen by the sweep in bench/RESULTS.md)
@@ -139,7 +139,7 @@ class DDPM(TorchGeneratorMixin, ConditionalGenerator):
         c = self.config
         self.num_classes_, self.image_shape_ = num_classes, image_shape
         self.unet_ = build_unet(c, image_shape[2], image_shape[0], num_classes).to(self.device_)
-        self.ema_ = make_ema(self.unet_, c.ema_decay)
+        self.ema_ = make_ema(self.unet_, c.ema_decay, warmup=True)  # short CPU runs: see make_ema
         self.optimizer_ = torch.optim.AdamW(self.unet_.parameters(), lr=c.lr)
         self.noise_scheduler_ = build_scheduler(c, "ddpm")
         self.rng_ = torch.Generator(device=self.device_).manual_seed(c.seed)

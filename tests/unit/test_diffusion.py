@@ -9,6 +9,7 @@ import torch
 from synthmed.errors import ConfigError
 from synthmed.generators import get_generator_class, load_generator, make_generator
 from synthmed.generators.diffusion import DDPM, DDPMConfig, build_scheduler, build_unet, guided_eps, padded_size
+from synthmed.generators.training import make_ema
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
@@ -104,3 +105,16 @@ def test_resume_with_changed_architecture_is_refused(tiny_images, tmp_path):
     tiny(max_steps=1).fit(*tiny_images, out_dir=tmp_path)
     with pytest.raises(ConfigError, match="cannot resume ddpm"):
         tiny(lr=0.5).fit(*tiny_images, out_dir=tmp_path, resume=True)
+
+
+def test_ema_warmup_decay_is_min_of_decay_and_num_updates_rule():
+    net = torch.nn.Linear(2, 1, bias=False)
+    ema = make_ema(net, 0.995, warmup=True)
+    expected = None
+    for n, value in enumerate([1.0, 3.0, -2.0]):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        ema.update_parameters(net)  # first update copies; then decay d_n = min(0.995, (1 + n) / (10 + n))
+        d = min(0.995, (1 + n) / (10 + n))
+        expected = value if expected is None else d * expected + (1 - d) * value
+        torch.testing.assert_close(ema.module.weight, torch.full((1, 2), expected))
