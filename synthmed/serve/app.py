@@ -114,7 +114,10 @@ class ServeState:
         self.runs_dir = Path(runs_dir)
         self.max_n = max_n
         self.gate = JobGate(concurrency, queue)
-        self.cache = m.ModelCache(cache_size)
+        self.cache = m.ModelCache(cache_size)  # generators
+        # Classifiers are used together (every condition of a run, side by side), so their cache is wider:
+        # a run has 4 control conditions + 2 per generator; 4x keeps a typical run's set loaded (≈45 MB each).
+        self.classifier_cache = m.ModelCache(4 * cache_size)
         self.max_upload_bytes, self.max_upload_pixels = max_upload_bytes, max_upload_pixels
         self._reports: dict[tuple[str, int], dict] = {}  # (run, manifest mtime) → report data
         self._report_lock = threading.Lock()  # matplotlib (used by gather) is not thread-safe
@@ -168,7 +171,7 @@ class ServeState:
         x = upload_to_array(data, shape, max_bytes=self.max_upload_bytes, max_pixels=self.max_upload_pixels)
         results = []
         for e in entries:
-            clf = m.load_classifier_at(run_dir, e, self.cache)
+            clf = m.load_classifier_at(run_dir, e, self.classifier_cache)
             p = clf.predict_proba(x)[0]
             names = list(clf.class_names)
             results.append({"id": e.id, "condition": e.condition, "generator": e.generator, "seed": e.seed,
@@ -186,7 +189,8 @@ def create_app(runs_dir: Path, *, max_n: int = 256, concurrency: int = 2, queue:
         max_n: most images one generate request may ask for.
         concurrency: model jobs (sampling, classifying) run at once, each in a worker thread.
         queue: jobs that may wait for a worker; more get 429 with Retry-After.
-        cache_size: loaded models (generators and classifiers) kept in the LRU cache.
+        cache_size: loaded generators kept in the LRU cache (classifiers: 4 × this, as a run's
+            conditions are classified together).
         max_upload_bytes: largest accepted upload (413 beyond).
         max_upload_pixels: largest accepted image, width × height, checked before decoding (413 beyond).
 
@@ -233,7 +237,7 @@ def create_app(runs_dir: Path, *, max_n: int = 256, concurrency: int = 2, queue:
     @app.get("/api/health", response_model=Health)
     async def health():
         return Health(status="ok", runs=len(list_run_folders(state.runs_dir)), running=state.gate.running,
-                      queued=state.gate.waiting, cached_models=len(state.cache))
+                      queued=state.gate.waiting, cached_models=len(state.cache) + len(state.classifier_cache))
 
     @app.get("/api/runs", response_model=list[RunSummary])
     async def runs():

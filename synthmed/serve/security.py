@@ -126,4 +126,4 @@ def upload_to_array(data: bytes, image_shape: tuple[int, int, int], *, max_bytes
         from PIL import Image
 
         img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
-    return pil_to_array(img, size=h, channels=c)[None]
+    return np.array(pil_to_array(img, size=h, channels=c)[None])  # a writable copy: torch warns on read-only arrays

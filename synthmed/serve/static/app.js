@@ -76,24 +76,25 @@ function summaryTable(metric, rows) {
 function renderReport(report) {
   const tables = $("#summary-tables");
   tables.replaceChildren();
-  for (const metric of ["roc_auc", "macro_f1", "balanced_accuracy", "accuracy"]) {
+  for (const metric of ["roc_auc", "macro_f1"]) {  // the lead metrics; the full set is in report.html
     const rows = (report.summaries || {})[metric];
     if (rows && rows.length) tables.append(el("h3", { text: metric }), summaryTable(metric, rows));
   }
   const fid = $("#fidelity-table");
   fid.replaceChildren();
-  const frows = [];
-  for (const f of report.fidelity || []) {
+  // one row per generator; each cell "synthetic vs real (real-vs-real floor)"
+  const keys = ["fid", "kid_mean", "precision", "recall", "n_fake"];
+  const frows = (report.fidelity || []).map((f) => {
     const overall = (f.data || {}).overall || {};
     const floor = (f.data || {}).floor || {};
-    for (const [k, v] of Object.entries(overall)) {
-      if (typeof v === "number") frows.push(el("tr", {}, el("td", { text: f.label }), el("td", { text: String(f.seed) }),
-        el("td", { text: k }), el("td", { class: "num", text: num(v, 4) }), el("td", { class: "num", text: num(floor[k], 4) })));
-    }
-  }
+    return el("tr", {}, el("td", { text: f.label }), el("td", { text: String(f.seed) }), ...keys.map((k) =>
+      el("td", { class: "num", text: typeof floor[k] === "number" && k !== "n_fake"
+        ? `${num(overall[k], 4)} (${num(floor[k], 4)})` : num(overall[k], k === "n_fake" ? 0 : 4) })));
+  });
   if (frows.length) {
-    fid.append(el("table", {}, el("thead", {}, el("tr", {}, ...["generator", "seed", "metric", "synthetic vs real",
-      "real-vs-real floor"].map((h) => el("th", { text: h })))), el("tbody", {}, ...frows)));
+    fid.append(el("table", { id: "fidelity" }, el("thead", {}, el("tr", {}, ...["generator", "seed", ...keys]
+      .map((h) => el("th", { text: h })))), el("tbody", {}, ...frows)),
+    el("p", { class: "muted", text: "value vs the real test set (in brackets: the real-vs-real floor at the same size)" }));
   } else fid.append(el("p", { class: "muted", text: "No fidelity metrics in this run." }));
   const grids = $("#sample-grids");
   grids.replaceChildren();

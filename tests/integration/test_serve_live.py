@@ -1,0 +1,115 @@
+"""The app served by a real uvicorn on 127.0.0.1: the page in headless Chromium, and a burst of 50 requests."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="pip install 'synthmed[web]'")
+uvicorn = pytest.importorskip("uvicorn", reason="pip install 'synthmed[web]'")
+pytestmark = pytest.mark.integration
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_server(smoke_run, tmp_path_factory):
+    """uvicorn in a thread over a hard-linked copy of the smoke run; yields the base URL."""
+    from test_serve_api import link_copy
+
+    from synthmed.serve import create_app
+
+    root = tmp_path_factory.mktemp("live") / "runs"
+    root.mkdir()
+    link_copy(smoke_run[0], root / "smoke")
+    app = create_app(root, concurrency=2, queue=8)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start within 30 s"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", app
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.mark.browser
+def test_page_generates_and_classifies_in_chromium(live_server, browser_page, pneumonia_50shot, tmp_path):
+    url, _ = live_server
+    page = browser_page
+    page.set_default_timeout(60_000)
+    page.goto(url + "/")
+    page.click("#runs-table a:text('smoke')")
+    page.wait_for_selector("#gen-generator option[value='cgan@0']", state="attached")
+    page.wait_for_selector("#sample-grids img")  # the run view shows the report's sample grids
+    assert page.locator("table.summary[data-metric='roc_auc'] tbody tr").count() >= 4
+
+    page.select_option("#gen-generator", "cvae@0")
+    page.select_option("#gen-class", "pneumonia")
+    page.fill("#gen-n", "12")
+    page.click("#gen-submit")
+    page.wait_for_selector("#gen-size:not(:empty)")  # set by the image's onload (CSP forbids wait_for_function's eval)
+    size = page.evaluate("[document.querySelector('#gen-image').naturalWidth, document.querySelector('#gen-image').naturalHeight]")
+    assert size == [4 * 30 + 2, 3 * 30 + 2]  # 12 tiles → 4 per row, 3 rows, 28 px + 2 px padding
+    assert page.get_attribute("#gen-download", "href").startswith("blob:")
+    assert page.get_attribute("#gen-download", "download").endswith(".png")
+
+    xray = tmp_path / "test_xray.png"
+    Image.fromarray(pneumonia_50shot["test"].images[0, ..., 0]).resize((224, 224), Image.BICUBIC).save(xray)
+    page.set_input_files("#cls-file", str(xray))
+    page.click("#cls-submit")
+    page.wait_for_selector("#cls-table tr.prob-row")
+    rows = page.locator("#cls-table tr.prob-row")
+    assert rows.count() >= 6  # every condition's classifier, side by side
+    assert "real [-] seed 0" in page.inner_text("#cls-table")
+    assert page.locator("#error").is_hidden()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "serve_page.png"), full_page=True)
+    assert page.console_errors == []
+
+
+def test_fifty_concurrent_generate_requests(live_server):
+    """All 200 or 429 (with Retry-After), none 5xx, and /api/health answers quickly meanwhile."""
+    import httpx
+
+    url, app = live_server
+    body = {"run": "smoke", "generator": "cgan@0", "class": "normal", "n": 64}
+
+    async def main():
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            await client.post("/api/generate", json={**body, "n": 1})  # warm the model cache
+
+            async def one(i):
+                return await client.post("/api/generate", json={**body, "seed": i})
+
+            burst = asyncio.gather(*(one(i) for i in range(50)))
+            await asyncio.sleep(0.05)
+            t0 = time.perf_counter()
+            health = await client.get("/api/health")
+            health_s = time.perf_counter() - t0
+            return await asyncio.wait_for(burst, 180), health, health_s
+
+    responses, health, health_s = asyncio.run(main())
+    codes = [r.status_code for r in responses]
+    assert set(codes) <= {200, 429}, codes
+    assert codes.count(200) >= 10  # the 2 running + 8 queued at least
+    assert all(r.headers.get("retry-after", "").isdigit() for r in responses if r.status_code == 429)
+    assert health.status_code == 200 and health_s < 2.0, health_s
+    assert app.state.synthmed.gate.running == 0 and app.state.synthmed.gate.waiting == 0
