@@ -26,7 +26,6 @@ import os
 import platform
 import re
 import socket
-import statistics
 import subprocess
 import sys
 import time
