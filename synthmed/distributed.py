@@ -241,9 +241,14 @@ def fit_data_parallel(gen, images: np.ndarray, labels: np.ndarray, *, ctx: DistC
 
     Only rank 0 should ``gen.save(...)`` afterwards (``ctx.is_main``).
     """
+    from synthmed.utils.runtime import resolve_device
+
     ctx = ctx or init_distributed(gen.config.device)
+    dtype = resolve_precision(precision, resolve_device(gen.config.device))
+    amp = torch.autocast("cuda", dtype=dtype) if dtype is not None else nullcontext()
     if ctx.world_size == 1 and reducer is None:
-        return gen.fit(images, labels, callbacks=callbacks, out_dir=out_dir, resume=resume)
+        with amp:
+            return gen.fit(images, labels, callbacks=callbacks, out_dir=out_dir, resume=resume)
     if not hasattr(gen, "_begin_fit"):
         raise ConfigError(f"{gen.name} does not support data-parallel training (not a torch family)")
     if reducer is None and ctx.backend is not None:
@@ -259,10 +264,6 @@ def fit_data_parallel(gen, images: np.ndarray, labels: np.ndarray, *, ctx: DistC
     gen._begin_fit = begin_fit
     logs = ctx.is_main or ctx.backend is None  # a simulated rank (no process group) logs for itself
     cbs = _ReducedScalars(CallbackList(callbacks) if logs else None, shards, ctx.backend is not None)
-    from synthmed.utils.runtime import resolve_device
-
-    dtype = resolve_precision(precision, resolve_device(gen.config.device))
-    amp = torch.autocast("cuda", dtype=dtype) if dtype is not None else nullcontext()
     try:
         with amp:
             gen.fit(images, labels, callbacks=cbs, out_dir=out_dir, resume=resume)
