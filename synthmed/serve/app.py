@@ -45,6 +45,7 @@ from synthmed.serve.security import (
     NotFoundError,
     UploadTooLargeError,
     list_run_folders,
+    resolve_inside,
     resolve_run,
     upload_to_array,
 )
@@ -129,7 +130,10 @@ class ServeState:
     def report(self, name: str) -> dict:
         from synthmed.report import gather
 
-        run_dir, _ = self.run(name)
+        run_dir, man = self.run(name)
+        for stage in man.get("stages", []):  # gather follows the manifest's folders: keep them inside the run
+            if (run_dir / stage["folder"]).exists():
+                resolve_inside(run_dir, stage["folder"])
         key = (name, (run_dir / "manifest.json").stat().st_mtime_ns)
         with self._report_lock:
             if key not in self._reports:
