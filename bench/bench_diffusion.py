@@ -280,6 +280,12 @@ def summary_lines() -> list[str]:
                          f"(load {f['machine']['load_1min']}), final losses (mean of last 50 steps) "
                          f"{ {k: round(v, 4) for k, v in f['final_losses_mean_last50'].items()} }, "
                          f"{n.split('_')[1]} samples in {f[n]:.1f} s, peak RSS {f['peak_rss_mb']:.0f} MB")
+    sw = get("ddpm_guidance_sweep")
+    if sw:
+        lines.append(f"- guidance sweep ({sw['per_class']}/class, DDIM-{sw['ddim_steps']}, bench/out/ddpm checkpoint; oracle "
+                     f"= PCA-32 + logistic regression on all real train images, {sw['oracle_acc_on_real_test']:.3f} on real test): "
+                     + "; ".join(f"w={w}: oracle acc {v['oracle_acc']:.3f}, PCA-Fréchet {v['pca_fd_mean']:.2f}, {v['seconds']:.0f} s"
+                                 for w, v in sw["scales"].items()))
     return lines
 
 
