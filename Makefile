@@ -9,7 +9,7 @@ export SYNTHMED_DATA_DIR ?= $(abspath ../shared/data)
 $(BIN)/synthmed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,ray]'
 	touch $(BIN)/synthmed
 
 setup: $(BIN)/synthmed

@@ -194,18 +194,34 @@ def train(
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes"),
     per_class: bool = typer.Option(False, "--per-class", help="GANs: one unconditional GAN per class."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
+    devices: int = typer.Option(1, "--devices", help="Data-parallel processes via torchrun (gloo on CPU, NCCL on GPUs)."),
     out: Optional[Path] = typer.Option(None, "--out"),
     data_dir: Optional[Path] = DataDir,
 ):
     """Train one generator family on the k-shot real training images."""
+    import subprocess
+
+    from synthmed.distributed import launched_by_torchrun, torchrun_command
     from synthmed.generators.run import train_generator
 
+    out = out or _default_out(f"train-{family}-{data}")
+    if devices > 1 and not launched_by_torchrun():  # relaunch this very command as N ranks
+        argv, skip = [], False
+        for a in sys.argv[1:]:  # pin --out so every rank writes to the same folder
+            if skip or a.startswith("--out="):
+                skip = False
+                continue
+            skip = a == "--out"
+            if not skip:
+                argv.append(a)
+        argv += ["--out", str(out)]
+        raise SystemExit(subprocess.call(torchrun_command(devices, argv)))
     over = {k: v for k, v in {"max_steps": max_steps, "max_minutes": max_minutes,
                               "per_class": per_class or None}.items() if v is not None}
-    out = out or _default_out(f"train-{family}-{data}")
     train_generator(family, data, shots=shots, seed=seed, out_dir=out, size=size, data_dir=data_dir,
                     resume=resume, **over)
-    typer.echo(f"generator: {out / 'generator.pt'}")
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"generator: {out / 'generator.pt'}")
 
 
 @app.command()

@@ -51,19 +51,30 @@ def train_generator(family: str, data_name: str = "pneumoniamnist", *, shots: in
     out.mkdir(parents=True, exist_ok=True)
     if resume and not (out / "checkpoint.pt").exists():
         raise SynthmedError(f"nothing to resume: {out / 'checkpoint.pt'} does not exist; drop --resume to start fresh")
+    from synthmed.distributed import fit_data_parallel, init_distributed, shutdown_distributed
+
+    ctx = init_distributed(config.device)  # one process unless started by torchrun (--devices N)
     data = load_dataset(data_name, size=size, data_dir=data_dir)
     split = make_split(data, shots=shots, seed=seed)
-    split.to_json(out / "split.json")
+    if ctx.is_main:
+        split.to_json(out / "split.json")
     train = split.apply(data)["train"]
     configure_torch_cpu()
     seed_everything(seed)
     gen = cls(config=config)
     t0 = time.perf_counter()
-    gen.fit(train.images, train.labels, callbacks=standard_callbacks(out, desc=f"train {family}", progress=progress),
-            out_dir=out, resume=resume)
+    callbacks = standard_callbacks(out, desc=f"train {family}", progress=progress) if ctx.is_main else None
+    try:
+        fit_data_parallel(gen, train.images, train.labels, ctx=ctx, callbacks=callbacks, out_dir=out, resume=resume)
+    finally:
+        if ctx.world_size > 1:
+            shutdown_distributed()
+    if not ctx.is_main:  # rank 0 alone writes the run's files
+        return gen
     gen.save(out / GENERATOR_FILE)
     write_json_atomic(out / RUN_FILE, {
         "family": family, "dataset": data_name, "size": size, "shots": shots, "seed": seed,
+        "world_size": ctx.world_size,
         "dataset_checksum": data.checksum, "class_names": list(data.class_names),
         "config": config.model_dump(mode="json"), "wall_s": time.perf_counter() - t0,
         "steps_done": getattr(gen, "steps_done_", None), "package_versions": package_versions(),

@@ -70,3 +70,18 @@ def test_evaluate_rejects_samples_of_the_wrong_size(tmp_path, data_dir):
     res = synthmed("evaluate", bad, "--data-dir", data_dir, "--seeds", "1", "--total", "4",
                    "--conditions", "real+synthetic", "--classifier-steps", "1", "--out", tmp_path / "e", "--no-progress")
     assert res.returncode == 1 and "(32, 32, 1)" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_train_on_two_processes_then_sample(tmp_path, data_dir):
+    out = tmp_path / "ddp"
+    res = synthmed("train", "--family", "cgan", "--max-steps", "3", "--devices", "2", "--data-dir", data_dir, "--out", out)
+    assert res.returncode == 0, res.stderr[-2000:]
+    import json
+
+    run = json.loads((out / "run.json").read_text())
+    assert run["world_size"] == 2 and run["steps_done"] == 3
+    res = synthmed("sample", out, "--n-per-class", "3", "--out", tmp_path / "samples")
+    assert res.returncode == 0, res.stderr[-2000:]
+    with np.load(tmp_path / "samples" / "samples.npz") as z:
+        assert z["images"].shape == (6, 28, 28, 1) and z["labels"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert len(list((tmp_path / "samples" / "pneumonia").glob("*.png"))) == 3
