@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 from synthmed.metrics.features import domain_extractor, extract_features  # noqa: E402
 from synthmed.metrics import fidelity as F  # noqa: E402
 from synthmed.metrics import memorization as M  # noqa: E402
-from synthmed.utils.io import write_text_atomic  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_results.py: shared section writer
+from _results import replace_section as _replace_section  # noqa: E402
 
 SECTION = "fidelity"
 
@@ -105,14 +106,7 @@ def machine() -> str:
 
 
 def update_results(text: str, path: Path) -> None:
-    begin, end = f"<!-- BEGIN {SECTION} -->", f"<!-- END {SECTION} -->"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{begin}\n{text.rstrip()}\n{end}"
-    if begin in old and end in old:
-        new = old[: old.index(begin)] + block + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    write_text_atomic(path, new)
+    _replace_section(SECTION, text, path)
 
 
 def main() -> None:

@@ -30,6 +30,8 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_results.py: shared section writer
+from _results import replace_section as _replace_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -143,13 +145,7 @@ def projection_md(rows: list[dict], facts: dict) -> str:
 
 
 def replace_section(path: Path, name: str, body: str) -> None:
-    from synthmed.utils.io import write_text_atomic
-
-    text = path.read_text() if path.exists() else ""
-    block = f"<!-- BEGIN {name} -->\n{body.rstrip()}\n<!-- END {name} -->"
-    pat = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
-    text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    write_text_atomic(path, text)
+    _replace_section(name, body, path)
 
 
 def main() -> None:

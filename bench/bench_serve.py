@@ -24,7 +24,6 @@ import datetime as dt
 import math
 import os
 import platform
-import re
 import socket
 import subprocess
 import sys
@@ -33,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_results.py: shared section writer
+from _results import replace_section as _replace_section  # noqa: E402
 SECTION = "serve"
 RUN_NAME = "serve-bench"
 STUDY = {"name": RUN_NAME,
@@ -103,14 +104,7 @@ async def closed_loop(url: str, body: dict, concurrency: int, total: int) -> dic
 
 
 def write_section(text: str) -> None:
-    from synthmed.utils.io import write_text_atomic
-
-    path = ROOT / "bench" / "RESULTS.md"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"<!-- BEGIN {SECTION} -->\n{text.rstrip()}\n<!-- END {SECTION} -->"
-    pattern = re.compile(rf"<!-- BEGIN {SECTION} -->.*?<!-- END {SECTION} -->", re.S)
-    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block + "\n"
-    write_text_atomic(path, new)
+    _replace_section(SECTION, text)
 
 
 def main() -> None:

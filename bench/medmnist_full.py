@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))
 from synthmed.classify import ClassifierConfig, build_classifier, train_classifier  # noqa: E402
 from synthmed.data.types import LabeledImages  # noqa: E402
 from synthmed.metrics.classification import evaluate_classifier  # noqa: E402
-from synthmed.utils.io import write_text_atomic  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_results.py: shared section writer
+from _results import replace_section as _replace_section  # noqa: E402
 
 SECTION = "medmnist_full"
 PUBLISHED = {"accuracy": 0.854, "roc_auc": 0.944}  # MedMNIST v2 (Yang et al. 2023), Table: PneumoniaMNIST, ResNet-18 (28)
@@ -76,15 +77,7 @@ def cpu_model() -> str:
 
 
 def write_section(text: str) -> None:
-    path = REPO / "bench" / "RESULTS.md"
-    begin, end = f"<!-- BEGIN {SECTION} -->", f"<!-- END {SECTION} -->"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{begin}\n{text.rstrip()}\n{end}"
-    if begin in old and end in old:
-        new = old[: old.index(begin)] + block + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    write_text_atomic(path, new)
+    _replace_section(SECTION, text)
 
 
 def main() -> None:
