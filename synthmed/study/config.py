@@ -117,10 +117,10 @@ class StudyConfig(StageConfig):
 DEFAULT_STUDY: dict[str, Any] = {
     "name": "pneumoniamnist-50shot",
     "generators": [
-        {"family": "cgan", "config": {"max_minutes": 4.0}},
-        {"family": "wgan-gp", "config": {"max_minutes": 4.0}},
-        {"family": "cvae", "config": {"max_minutes": 2.5}},
-        {"family": "ddpm", "config": {"max_minutes": 7.0}},
+        {"family": "cgan", "config": {"max_minutes": 6.0}},
+        {"family": "wgan-gp", "config": {"max_minutes": 6.0}},
+        {"family": "cvae", "config": {"max_minutes": 3.0}},
+        {"family": "ddpm", "config": {"max_minutes": 9.0}},
     ],
     "classifier": {},
     "seeds": [0],
