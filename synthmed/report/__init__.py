@@ -66,6 +66,7 @@ def gather(run_dir: Path) -> dict[str, Any]:
         "lead_metric": "roc_auc" if summaries.get("roc_auc") else "macro_f1",
         "generators": [],
         "fidelity": [],
+        "fidelity_keys": ["fid", "kid_mean", "precision", "recall", "f_score", "is_mean"],
         "timings": [{"name": s["name"], "wall_s": s["wall_s"], "cached": s["cached"]} for s in manifest["stages"]],
     }
     ctx["bars"] = {m: _b64(fig.metric_bars(summaries[m], m, f"{m} by condition (mean, 95 % CI)"))

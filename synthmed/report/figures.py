@@ -117,7 +117,7 @@ def per_class_f1(rows: list[dict], class_names: list[str]) -> bytes | None:
     return fig_to_png(fig)
 
 
-def progression_strip(grid_pngs: list[Path], max_frames: int = 6) -> bytes | None:
+def progression_strip(grid_pngs: list[Path], max_frames: int = 4) -> bytes | None:
     """Training progression: up to ``max_frames`` evenly spaced fixed-noise grids, side by side."""
     if not grid_pngs:
         return None
@@ -126,11 +126,12 @@ def progression_strip(grid_pngs: list[Path], max_frames: int = 6) -> bytes | Non
     idx = np.unique(np.linspace(0, len(grid_pngs) - 1, min(max_frames, len(grid_pngs))).round().astype(int))
     frames = [grid_pngs[i] for i in idx]
     plt = _plt()
-    fig, axes = plt.subplots(1, len(frames), figsize=(2.6 * len(frames), 2.8), squeeze=False)
+    fig, axes = plt.subplots(len(frames), 1, figsize=(6, 1.6 * len(frames)), squeeze=False)  # one frame per row
     for ax, p in zip(axes.flat, frames):
         ax.imshow(np.asarray(Image.open(p).convert("RGB")), interpolation="nearest")
-        ax.set_title(p.stem.rsplit("_", 1)[-1].lstrip("0") or "0", fontsize=8)
-        ax.axis("off")
+        ax.set_ylabel(f"step {p.stem.rsplit('_', 1)[-1].lstrip('0') or '0'}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
     fig.suptitle("fixed-noise samples across training (step)", fontsize=9)
     fig.tight_layout()
     return fig_to_png(fig)
