@@ -45,6 +45,7 @@ def run(
     data_dir: Optional[Path] = DataDir,
     print_default: bool = typer.Option(False, "--print-default", help="Print the resolved study config as YAML and exit."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads per stage (1 on a machine busy with other jobs)."),
 ):
     """Run a whole study (split → generators → samples → classifiers → metrics → report.html)."""
     from synthmed.config import dump_yaml, load_yaml
@@ -59,7 +60,8 @@ def run(
     opts = {"address": ray_address} if executor == "ray" else {}
     ex = make_executor(executor, **opts)
     out = out or default_run_dir(cfg)
-    manifest = run_study(cfg, out, executor=ex, data_dir=str(data_dir) if data_dir else None, progress=not no_progress)
+    manifest = run_study(cfg, out, executor=ex, data_dir=str(data_dir) if data_dir else None, progress=not no_progress,
+                         threads=threads)
     _print_summary(out, manifest)
 
 

@@ -210,6 +210,7 @@ class DDPM(TorchGeneratorMixin, ConditionalGenerator):
             grid_every=c.grid_every, grid_fn=grid_fn, checkpoint_every=c.checkpoint_every,
             checkpoint_fn=self._write_checkpoint if out_dir is not None else None,
             checkpoint_path=self.checkpoint_path_)
+        self.stopped_by_ = budget.stopped_by  # "max_steps" or "max_minutes", recorded by the study
         return self
 
     @torch.no_grad()

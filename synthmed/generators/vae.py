@@ -210,6 +210,7 @@ class CVAE(TorchGeneratorMixin, ConditionalGenerator):
                           checkpoint_every=self.config.checkpoint_every,
                           checkpoint_fn=self._write_checkpoint if out_dir is not None else None,
                           checkpoint_path=self.checkpoint_path_)
+        self.stopped_by_ = budget.stopped_by  # "max_steps" or "max_minutes", recorded by the study
         return self
 
     @torch.no_grad()

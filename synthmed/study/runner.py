@@ -41,6 +41,10 @@ def execute_stage(stage: Stage, stages_dir: Path, ctx: StageContext) -> dict[str
         if not (path / STAGE_FILE).exists():
             raise RuntimeError(f"stage '{stage.name}' started before its input '{name}' finished")
     configure_torch_cpu()
+    if ctx.threads:  # on a machine shared with other jobs, 1 thread avoids OpenMP oversubscription
+        import torch
+
+        torch.set_num_threads(ctx.threads)
     t0 = time.perf_counter()
     summary = STAGE_FUNCTIONS[stage.kind](stage, folder, inputs, ctx)
     record = {
@@ -94,11 +98,13 @@ class _Progress:
 
 
 def run_study(cfg: StudyConfig, out_dir: str | Path | None = None, *, executor: Executor | None = None,
-              data_dir: str | None = None, progress: bool = True, report: bool = True) -> dict[str, Any]:
+              data_dir: str | None = None, progress: bool = True, report: bool = True,
+              threads: int | None = None) -> dict[str, Any]:
     """Run (or resume) a study into ``out_dir``; return the manifest.
 
     Re-running with the same ``out_dir`` does no work for finished stages; changing a setting
-    recomputes only the stages whose key it changes.
+    recomputes only the stages whose key it changes. ``threads`` sets torch's CPU threads per stage
+    (not part of any stage key: it changes float summation order, not what a stage computes).
     """
     from synthmed.study.results import collect_results, write_results
 
@@ -107,7 +113,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path | None = None, *, executor: 
     stages_dir = out / STAGES_DIR
     stages = topological_order(expand_study(cfg))
     executor = executor or LocalExecutor()
-    ctx = StageContext(data_dir=data_dir, progress=progress)
+    ctx = StageContext(data_dir=data_dir, progress=progress, threads=threads)
     write_text_atomic(out / "config.yaml", dump_yaml(cfg))
     cached = {s.key for s in stages if s.is_done(stages_dir)}
     bar = _Progress(stages, stages_dir, progress)

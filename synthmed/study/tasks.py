@@ -28,6 +28,7 @@ class StageContext:
     data_dir: str | None = None  # where offline datasets live (not hashed: it does not change content)
     progress: bool = True  # show per-stage progress bars
     tensorboard: bool = True
+    threads: int | None = None  # torch CPU threads per stage; None = torch's default (one per core)
 
 
 # -- helpers -----------------------------------------------------------------------------------

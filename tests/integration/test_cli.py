@@ -85,3 +85,15 @@ def test_train_on_two_processes_then_sample(tmp_path, data_dir):
     with np.load(tmp_path / "samples" / "samples.npz") as z:
         assert z["images"].shape == (6, 28, 28, 1) and z["labels"].tolist() == [0, 0, 0, 1, 1, 1]
     assert len(list((tmp_path / "samples" / "pneumonia").glob("*.png"))) == 3
+
+
+def test_run_a_small_study_from_yaml_with_one_thread(tmp_path, data_dir):
+    study = tmp_path / "study.yaml"
+    study.write_text("name: tiny\ngenerators: []\nconditions: [real, all-real]\n")
+    out = tmp_path / "run"
+    res = synthmed("run", study, "--profile", "smoke", "--threads", "1", "--out", out, "--data-dir", data_dir,
+                   "--no-progress")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert {r["condition"] for r in rows if r["metric"] == "roc_auc"} == {"real", "all-real"}
+    assert "report:" in res.stdout and (out / "report.html").exists()
