@@ -16,14 +16,17 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
-def machine() -> str:
-    model = platform.processor() or "?"
+def cpu_model() -> str:
+    """The CPU's model name as lscpu prints it."""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
-        model = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), model)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return f"{os.cpu_count()}-core {model}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration, subprocess.SubprocessError):
+        return platform.processor() or "unknown"
+
+
+def machine() -> str:
+    return f"{os.cpu_count()}-core {cpu_model()}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
 def header(command: str) -> str:

@@ -11,13 +11,15 @@ import os
 import platform
 import re
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from synthmed.data import load_dataset, make_split
 from synthmed.utils.io import write_text_atomic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_results.py: shared helpers
+from _results import cpu_model  # noqa: E402
 
 SECTION = "data_layer"
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -27,14 +29,6 @@ CASES = [  # (dataset, size, shots, protocol)
     ("ham10000", 64, 20, "fraction"),
 ]
 REPEATS = 3  # best of three: the CPU is shared, so the minimum is the least disturbed run
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration, subprocess.SubprocessError):
-        return platform.processor() or "unknown"
 
 
 def best_of(fn, repeats: int = REPEATS) -> tuple[float, object]:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ from synthmed.classify import ClassifierConfig, build_classifier, train_classifi
 from synthmed.data.types import LabeledImages  # noqa: E402
 from synthmed.metrics.classification import evaluate_classifier  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_results.py: shared section writer
+from _results import cpu_model  # noqa: E402
 from _results import replace_section as _replace_section  # noqa: E402
 
 SECTION = "medmnist_full"
@@ -66,14 +65,6 @@ def stem_throughput(stem: str, steps: int = 8, batch: int = 32) -> float:
     for _ in range(steps):
         step()
     return steps * batch / (time.perf_counter() - t0)
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration, subprocess.SubprocessError):
-        return platform.processor() or "unknown"
 
 
 def write_section(text: str) -> None:
