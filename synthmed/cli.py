@@ -108,9 +108,8 @@ def data_list(data_dir: Optional[Path] = DataDir):
     for col in ("name", "kind", "sizes", "classes", "present", "where"):
         t.add_column(col)
     for info in list_datasets(data_dir):
-        d = info.__dict__ if hasattr(info, "__dict__") else dict(info)
-        t.add_row(str(d.get("name")), str(d.get("kind")), ",".join(map(str, d.get("sizes") or [])),
-                  str(len(d.get("classes") or [])), "yes" if d.get("present") else "no", str(d.get("location") or d.get("path") or ""))
+        t.add_row(info.name, info.kind, ",".join(map(str, info.sizes)), str(len(info.classes)),
+                  "yes" if info.present else "no", info.location)
     _console().print(t)
 
 
@@ -157,7 +156,7 @@ def split(
     ds = load_dataset(data, size=size, data_dir=data_dir)
     m = make_split(ds, shots=shots, seed=seed, protocol=protocol)
     m.to_json(out)
-    typer.echo(f"{out}: " + ", ".join(f"{k}={sum(v.values())}" for k, v in m.counts.items()) if hasattr(m, "counts") else str(out))
+    typer.echo(f"{out}: " + ", ".join(f"{k}={sum(v.values())}" for k, v in m.counts.items()))
 
 
 # -- classify / train / sample -------------------------------------------------------------------------

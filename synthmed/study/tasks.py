@@ -72,16 +72,15 @@ def run_split(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageCon
     manifest = make_split(data, shots=sp["shots"], protocol=protocol, seed=stage.config["seed"],
                           val_fraction=sp["val_fraction"], test_fraction=sp["test_fraction"], dedup=sp["dedup"])
     manifest.to_json(folder / "split.json")
-    sets = manifest.apply(data)
-    train = sets["train"]
+    train = manifest.apply(data)["train"]
     save_png(folder / "examples.png", class_rows_grid(train.images, train.labels, train.num_classes, 8), scale=2)
     return {
         "dataset_checksum": data.checksum,
         "class_names": list(data.class_names),
         "image_shape": list(data.images.shape[1:]),
-        "counts": {k: v.class_counts() for k, v in sets.items()},
+        "counts": manifest.counts,
         "split_hash": manifest.hash,
-        "duplicates": manifest.duplicates if hasattr(manifest, "duplicates") else None,
+        "duplicates": manifest.duplicates.model_dump(mode="json"),
     }
 
 
