@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import header, replace_section  # noqa: E402
 
 from synthmed.study import load_study_config, run_study  # noqa: E402
-from synthmed.study.results import load_results, summarize_conditions  # noqa: E402
+from synthmed.runs import load_results, summarize_conditions  # noqa: E402
 
 
 def table(rows: list[dict], metric: str) -> str:

@@ -68,7 +68,7 @@ def run(
 def _print_summary(out: Path, manifest: dict) -> None:
     from rich.table import Table
 
-    from synthmed.study.results import load_results, summarize_conditions
+    from synthmed.runs import load_results, summarize_conditions
 
     rows = load_results(out)
     con = _console()
@@ -186,7 +186,7 @@ def classify(
 
 @app.command()
 def train(
-    family: str = typer.Option(..., "--family", help="Generator family (cgan, acgan, lsgan, wgan, wgan-gp, cvae, ddpm)."),
+    family: str = typer.Option(..., "--family", help="Generator family: a registered name ('synthmed families' lists them)."),
     data: str = typer.Option("pneumoniamnist", "--data"),
     shots: int = typer.Option(50, "--shots"),
     seed: int = typer.Option(0, "--seed"),
@@ -226,6 +226,17 @@ def train(
 
 
 @app.command()
+def families():
+    """Registered generator families (from the registry), their default step budget and sampling knobs."""
+    from synthmed.generators import get_generator_class, list_generators
+
+    for name in list_generators():
+        cls = get_generator_class(name)
+        knobs = ", ".join(cls.sample_knobs) or "-"
+        typer.echo(f"{name:10s} default max_steps {cls.default_max_steps!s:6s} sample knobs: {knobs}")
+
+
+@app.command()
 def sample(
     run_dir: Path = typer.Argument(..., help="A 'synthmed train' folder (or a generator.pt)."),
     n_per_class: int = typer.Option(200, "--n-per-class"),
@@ -245,7 +256,7 @@ def evaluate(
     data: str = typer.Option("pneumoniamnist", "--data"),
     size: int = typer.Option(28, "--size"),
     shots: int = typer.Option(50, "--shots", help="Real training images per class (must match what the generator saw)."),
-    conditions: str = typer.Option("real,synthetic,real+synthetic,real+classic,real+duplicate,all-real", "--conditions"),
+    conditions: Optional[str] = typer.Option(None, "--conditions", help="Comma-separated (default: every registered condition)."),
     seeds: int = typer.Option(5, "--seeds", help="Classifier seeds 0..N-1 (mean, 95 % CI, paired tests)."),
     total: int = typer.Option(1200, "--total", help="Synthetic images added, balanced per class."),
     ratios: Optional[str] = typer.Option(None, "--ratios", help="Also sweep real+synthetic at these ratios, e.g. 0.5,1,2,5,10."),
@@ -263,7 +274,7 @@ def evaluate(
         "split": {"shots": shots},
         "generators": [],
         "samples": [{"path": str(p)} for p in samples],
-        "conditions": [c.strip() for c in conditions.split(",") if c.strip()],
+        **({"conditions": [c.strip() for c in conditions.split(",") if c.strip()]} if conditions else {}),
         "seeds": list(range(seeds)),
         "synthetic": {"total": total, "ratios": [float(r) for r in ratios.split(",")] if ratios else []},
         "classifier": {"max_steps": classifier_steps} if classifier_steps else {},

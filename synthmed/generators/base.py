@@ -11,6 +11,11 @@ A study names a family by string (``make_generator("wgan-gp", cfg)``) and never 
 
 Images in and out are uint8 NHWC numpy arrays at the training size; each family normalises
 internally. Constructors store their config; ``fit`` builds the nets (``*_`` attributes) and trains.
+
+The contract every family keeps: ``sample(labels, seed=None)`` uses ``config.seed`` (same call ⇒ same
+images); ``sample_knobs`` names the optional keyword arguments ``sample`` takes beyond ``seed`` (the
+web app and CLI read it); ``fitted_`` becomes True when training ends; ``steps_done_`` and
+``stopped_by_`` ("max_steps" / "max_minutes") record how training ended.
 """
 
 from __future__ import annotations
@@ -91,6 +96,11 @@ class ConditionalGenerator:
 
     name: ClassVar[str] = "base"
     Config: ClassVar[type[GeneratorConfig]] = GeneratorConfig
+    sample_knobs: ClassVar[tuple[str, ...]] = ()  # optional keyword arguments of sample() beyond seed
+    default_max_steps: ClassVar[int | None] = None  # the step budget when config.max_steps is None
+    fitted_: bool = False  # True once fit() has finished (or after load())
+    steps_done_: int = 0  # optimiser steps done by fit()
+    stopped_by_: str | None = None  # what ended training: "max_steps" or "max_minutes"
 
     def __init__(self, config: GeneratorConfig | dict | None = None, **overrides: Any):
         self.config = self.make_config(config, **overrides)
@@ -120,6 +130,7 @@ class ConditionalGenerator:
         raise NotImplementedError
 
     def sample(self, labels: np.ndarray, *, seed: int | None = None) -> np.ndarray:
+        """``(N, H, W, C)`` uint8 images for ``labels``; ``seed=None`` means ``config.seed``."""
         raise NotImplementedError
 
     def save(self, path: str | Path) -> None:
@@ -131,7 +142,7 @@ class ConditionalGenerator:
 
     # -- shared helpers ------------------------------------------------------------
     def check_is_fitted(self) -> None:
-        if not getattr(self, "fitted_", False):
+        if not self.fitted_:
             raise NotFittedError(
                 f"{type(self).__name__} is not fitted yet; call fit() or {type(self).__name__}.load(path)"
             )

@@ -129,6 +129,7 @@ class DDPM(TorchGeneratorMixin, ConditionalGenerator):
     """
 
     Config = DDPMConfig
+    sample_knobs = ("sampler", "steps", "guidance", "progress")  # keyword arguments of sample() beyond seed
     default_max_steps = 2000  # ≈6 min on the 2-core CPU at 28 px (bench/RESULTS.md, ddpm section)
 
     @classmethod
@@ -179,7 +180,7 @@ class DDPM(TorchGeneratorMixin, ConditionalGenerator):
         x_all = self._pad(to_model_tensor(images, self.device_))  # (N, C, H', W') in [-1, 1]
         y_all = torch.as_tensor(labels, device=self.device_)
         sched, cb, c = self.noise_scheduler_, CallbackList(callbacks), self.config
-        self.fitted_ = True
+        self.fitted_ = False
         budget = TrainingBudget(c.max_steps or self.default_max_steps, c.max_minutes)
 
         def step_fn(step: int) -> dict[str, float]:
@@ -202,7 +203,7 @@ class DDPM(TorchGeneratorMixin, ConditionalGenerator):
 
         def grid_fn(step: int) -> None:
             lab = grid_labels(self.num_classes_, c.grid_per_class)
-            imgs = self.sample(lab, seed=0, sampler="ddim", steps=c.grid_steps, progress=False)
+            imgs = self._denoise(lab, seed=0, sampler="ddim", steps=c.grid_steps, progress=False)
             cb.on_grid(step, class_rows_grid(imgs, lab, self.num_classes_, c.grid_per_class), "samples")
 
         self.steps_done_ = run_training_loop(
@@ -211,6 +212,7 @@ class DDPM(TorchGeneratorMixin, ConditionalGenerator):
             checkpoint_fn=self._write_checkpoint if out_dir is not None else None,
             checkpoint_path=self.checkpoint_path_)
         self.stopped_by_ = budget.stopped_by  # "max_steps" or "max_minutes", recorded by the study
+        self.fitted_ = True
         return self
 
     @torch.no_grad()
@@ -226,12 +228,17 @@ class DDPM(TorchGeneratorMixin, ConditionalGenerator):
             guidance: classifier-free guidance scale w (default: config).
             progress: show a tqdm bar (default: config).
         """
+        self.check_is_fitted()
+        return self._denoise(self.check_labels(labels), seed=seed, sampler=sampler, steps=steps, guidance=guidance,
+                             progress=progress)
+
+    @torch.no_grad()
+    def _denoise(self, labels: np.ndarray, *, seed: int | None, sampler: str | None, steps: int | None = None,
+                 guidance: float | None = None, progress: bool | None = None) -> np.ndarray:
         from tqdm.auto import tqdm
 
         from synthmed.errors import ConfigError
 
-        self.check_is_fitted()
-        labels = self.check_labels(labels)
         c = self.config
         sampler = sampler or c.sampler
         if sampler not in ("ddim", "ddpm"):

@@ -152,7 +152,7 @@ class ConditionalGAN(TorchGeneratorMixin, ConditionalGenerator):
     def _blob(self, step: int) -> dict[str, Any]:
         blob = super()._blob(step)
         blob["meta"].update(n_critic=self.n_critic_, d_steps_done=step * self.n_critic_, norm=self.norm_,
-                            ema=True, stopped_by=getattr(self, "stopped_by_", None))
+                            ema=True, stopped_by=self.stopped_by_)
         return blob
 
     def _optimizer(self, net: torch.nn.Module) -> torch.optim.Optimizer:
@@ -281,7 +281,7 @@ class ConditionalGAN(TorchGeneratorMixin, ConditionalGenerator):
 
     @torch.no_grad()
     def _generate(self, labels: np.ndarray, seed: int | None, batch_size: int = 256) -> np.ndarray:
-        seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed
+        seed = self.config.seed if seed is None else seed
         z = torch.randn(len(labels), self.config.nz, generator=torch.Generator().manual_seed(seed))  # (N, nz)
         out = np.empty((len(labels), *self.image_shape_), dtype=np.uint8)  # (N, H, W, C)
         for k, u in enumerate(self.units_):

@@ -180,7 +180,7 @@ class CVAE(TorchGeneratorMixin, ConditionalGenerator):
         x01 = to_model_tensor(images, self.device_).add_(1).mul_(0.5)  # (N, C, H, W) in [0, 1]
         y_all = torch.as_tensor(labels, device=self.device_)
         cb = CallbackList(callbacks)
-        self.fitted_ = True
+        self.fitted_ = False
         budget = TrainingBudget(self.config.max_steps or self.default_max_steps, self.config.max_minutes)
 
         def step_fn(step: int) -> dict[str, float]:
@@ -203,7 +203,7 @@ class CVAE(TorchGeneratorMixin, ConditionalGenerator):
             cb.on_grid(step, self._reconstruction_grid(images, labels), "reconstructions")
             per = self.config.grid_per_class
             lab = grid_labels(self.num_classes_, per)
-            cb.on_grid(step, class_rows_grid(self.sample(lab, seed=0), lab, self.num_classes_, per), "samples")
+            cb.on_grid(step, class_rows_grid(self._decode(lab, 0), lab, self.num_classes_, per), "samples")
 
         self.steps_done_ = run_training_loop(family=self.name, start_step=start, budget=budget, step_fn=step_fn, callbacks=cb,
                           grid_every=self.config.grid_every, grid_fn=grid_fn,
@@ -211,6 +211,7 @@ class CVAE(TorchGeneratorMixin, ConditionalGenerator):
                           checkpoint_fn=self._write_checkpoint if out_dir is not None else None,
                           checkpoint_path=self.checkpoint_path_)
         self.stopped_by_ = budget.stopped_by  # "max_steps" or "max_minutes", recorded by the study
+        self.fitted_ = True
         return self
 
     @torch.no_grad()
@@ -234,7 +235,10 @@ class CVAE(TorchGeneratorMixin, ConditionalGenerator):
     def sample(self, labels: np.ndarray, *, seed: int | None = None) -> np.ndarray:
         """Decode z ~ N(0, I) for each requested label → ``(N, H, W, C)`` uint8; same seed ⇒ same images."""
         self.check_is_fitted()
-        labels = self.check_labels(labels)
+        return self._decode(self.check_labels(labels), seed)
+
+    @torch.no_grad()
+    def _decode(self, labels: np.ndarray, seed: int | None) -> np.ndarray:
         g = torch.Generator(device=self.device_).manual_seed(self.config.seed if seed is None else seed)
         self.decoder_.eval()
         out = []

@@ -6,7 +6,6 @@ are loaded once per checkpoint file and kept in a least-recently-used cache of b
 
 from __future__ import annotations
 
-import inspect
 import json
 import threading
 from collections import OrderedDict
@@ -16,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from synthmed.errors import unknown_name
+from synthmed.runs import CONTROL, manifest_stages
 from synthmed.serve.security import NotFoundError, resolve_inside
-
-CONTROL = "-"  # the "generator" label of conditions without a generator (synthmed.study.expand.CONTROL)
 
 
 # -- the bounded model cache ------------------------------------------------------------------------
@@ -96,20 +94,16 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _stages(manifest: dict, kind: str) -> list[dict]:
-    return [s for s in manifest.get("stages", []) if s.get("kind") == kind]
-
-
 def run_facts(manifest: dict) -> dict[str, Any]:
     """Class names and image shape of a run (from its first split stage)."""
-    splits = _stages(manifest, "split")
+    splits = manifest_stages(manifest, "split")
     summary = splits[0]["summary"] if splits else {}
     return {"class_names": list(summary.get("class_names", [])), "image_shape": list(summary.get("image_shape", []))}
 
 
 def run_generators(manifest: dict) -> list[GeneratorEntry]:
     out = []
-    for s in _stages(manifest, "generator"):
+    for s in manifest_stages(manifest, "generator"):
         label, seed = s["labels"].get("generator"), s["labels"].get("seed")
         out.append(GeneratorEntry(f"{label}@{seed}", label, s["config"]["family"], seed, s["folder"],
                                   s["config"].get("config", {})))
@@ -118,7 +112,7 @@ def run_generators(manifest: dict) -> list[GeneratorEntry]:
 
 def run_classifiers(manifest: dict) -> list[ClassifierEntry]:
     out = []
-    for s in _stages(manifest, "classify"):
+    for s in manifest_stages(manifest, "classify"):
         lab = s["labels"]
         cid = f"{lab['condition']} [{lab.get('generator', CONTROL)}] seed {lab.get('seed')}"
         out.append(ClassifierEntry(cid, lab["condition"], lab.get("generator", CONTROL), lab.get("seed"), s["folder"]))
@@ -158,18 +152,16 @@ def find_classifiers(run_dir: Path, manifest: dict, wanted: list[str] | None) ->
 def sample_options(generator) -> set[str]:
     """Which of the optional sampling knobs (``steps``, ``guidance``) this generator's ``sample`` takes.
 
-    Read from the signature so the app never branches on a family name.
+    Read from the family's declared ``sample_knobs`` so the app never branches on a family name.
     """
-    params = inspect.signature(generator.sample).parameters
-    return {k for k in ("steps", "guidance", "progress") if k in params}
+    return {k for k in ("steps", "guidance", "progress") if k in type(generator).sample_knobs}
 
 
 def family_sample_options(family: str) -> set[str]:
     """``sample_options`` for a family class (without loading a checkpoint)."""
     from synthmed.generators import get_generator_class
 
-    params = inspect.signature(get_generator_class(family).sample).parameters
-    return {k for k in ("steps", "guidance") if k in params}
+    return {k for k in ("steps", "guidance") if k in get_generator_class(family).sample_knobs}
 
 
 def load_generator_at(run_dir: Path, entry: GeneratorEntry, cache: ModelCache):

@@ -10,11 +10,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from synthmed.conditions import get_condition, list_conditions
 from synthmed.config import StageConfig, validate
 
-CONDITIONS = ("real", "synthetic", "real+synthetic", "real+classic", "real+duplicate", "all-real")
-# Conditions that need a generator's samples; the others are controls shared by every generator.
-GENERATOR_CONDITIONS = ("synthetic", "real+synthetic")
 
 
 class DatasetSpec(StageConfig):
@@ -82,7 +80,7 @@ class StudyConfig(StageConfig):
     generators: list[GeneratorSpec] = Field(default_factory=list)
     samples: list[SamplesSpec] = Field(default_factory=list)  # precomputed synthetic sets to evaluate
     synthetic: SyntheticSpec = Field(default_factory=SyntheticSpec)
-    conditions: list[str] = Field(default_factory=lambda: list(CONDITIONS))
+    conditions: list[str] = Field(default_factory=list_conditions)  # registered in synthmed.conditions
     classifier: dict[str, Any] = Field(default_factory=dict)  # synthmed.classify ClassifierConfig overrides
     seeds: list[int] = Field(default_factory=lambda: [0])
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
@@ -91,11 +89,13 @@ class StudyConfig(StageConfig):
     @field_validator("conditions")
     @classmethod
     def _known_conditions(cls, v: list[str]) -> list[str]:
-        from synthmed.errors import suggest
+        from synthmed.errors import UnknownNameError
 
         for c in v:
-            if c not in CONDITIONS:
-                raise ValueError(f"unknown condition '{c}'{suggest(c, CONDITIONS)} (known: {', '.join(CONDITIONS)})")
+            try:
+                get_condition(c)
+            except UnknownNameError as e:
+                raise ValueError(str(e)) from None
         return v
 
     @field_validator("seeds")
@@ -138,14 +138,19 @@ PROFILES: dict[str, dict[str, Any]] = {
         "metrics": {"extractor_steps": 4},
     },
     "default": {},
-    # Every family × all conditions × 5 seeds (hours on a CPU; meant for a GPU or a Ray cluster).
-    "full": {
-        "generators": [
-            {"family": f} for f in ("cgan", "acgan", "lsgan", "wgan", "wgan-gp", "cvae", "ddpm")
-        ],
-        "seeds": [0, 1, 2, 3, 4],
-    },
+    # Every registered family × all conditions × 5 seeds (hours on a CPU; meant for a GPU or a Ray cluster);
+    # the families are read from the registry when the profile is loaded.
+    "full": {"generators": "every registered family", "seeds": [0, 1, 2, 3, 4]},
 }
+
+
+def _profile(name: str) -> dict[str, Any]:
+    prof = dict(PROFILES[name])
+    if prof.get("generators") == "every registered family":
+        from synthmed.generators import list_generators
+
+        prof["generators"] = [{"family": f} for f in list_generators()]
+    return prof
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
@@ -161,5 +166,5 @@ def load_study_config(data: dict[str, Any] | None = None, profile: str = "defaul
 
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile '{profile}'{suggest(profile, PROFILES)} (known: {', '.join(PROFILES)})")
-    merged = _deep_merge(_deep_merge(DEFAULT_STUDY, PROFILES[profile]), data or {})
+    merged = _deep_merge(_deep_merge(DEFAULT_STUDY, _profile(profile)), data or {})
     return validate(StudyConfig, merged, source=source)

@@ -1,16 +1,20 @@
 """Expand a study config into its stage graph (split → generators → samples → extractor →
 classifier runs per condition/seed → fidelity). Configs are resolved here (family and classifier
-defaults filled in) so each stage's key covers every setting that shapes its output."""
+defaults filled in) so each stage's key covers every setting that shapes its output.
+
+One small builder per stage kind; ``expand_study`` wires them per seed.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthmed.study.config import GENERATOR_CONDITIONS, StudyConfig
+from synthmed.conditions import get_condition
+from synthmed.runs import CONTROL
+from synthmed.study.config import StudyConfig
 from synthmed.study.graph import Stage
-
-CONTROL = "-"  # the "generator" coordinate of conditions that use no generator
 
 
 def resolve_generator_config(family: str, overrides: dict[str, Any], *, seed: int, device: str) -> dict[str, Any]:
@@ -48,81 +52,116 @@ def file_identity(path: str) -> str:
                             "holding samples.npz (synthmed sample) or generator.pt (synthmed train)")
 
 
+@dataclass
+class _Seed:
+    """What every builder of one seed shares."""
+
+    cfg: StudyConfig
+    seed: int
+    classifier: dict[str, Any]
+    split: Stage
+    extractor: Stage | None
+
+    @property
+    def samples_conf(self) -> dict[str, Any]:
+        syn = self.cfg.synthetic
+        return {"total": syn.total, "ratio": syn.ratio, "balanced": syn.balanced, "seed": syn.sample_seed + self.seed}
+
+    @property
+    def ratios(self) -> list[float]:
+        swept = any(get_condition(c).ratio_sweep for c in self.cfg.conditions)
+        return self.cfg.synthetic.ratios if swept else []
+
+
+# -- one builder per stage kind --------------------------------------------------------------------
+def split_stage(cfg: StudyConfig, seed: int) -> Stage:
+    split_seed = seed if cfg.split.per_seed else 0
+    return Stage("split", f"split seed {split_seed}",
+                 {"dataset": cfg.dataset.model_dump(mode="json"), "split": cfg.split.model_dump(mode="json"),
+                  "seed": split_seed}, labels={"seed": seed})
+
+
+def extractor_stage(cfg: StudyConfig, classifier: dict[str, Any], split: Stage, seed: int) -> Stage:
+    return Stage("extractor", "domain extractor",
+                 {"classifier": classifier, "steps": cfg.metrics.extractor_steps, "seed": 0, "kind": cfg.metrics.extractor},
+                 {"split": split}, labels={"seed": seed})
+
+
+def classify_stage(s: _Seed, condition: str, generator: str, samples: Stage | None = None,
+                   label: str | None = None) -> Stage:
+    cond = get_condition(condition)
+    options = cond.make_options(cond.options_from_study(s.cfg.synthetic.model_dump())).model_dump(mode="json")
+    conf = {"condition": condition, "classifier": s.classifier, "seed": s.seed, "options": options}
+    inputs = {"split": s.split, **({"samples": samples} if samples is not None else {})}
+    shown = label or condition
+    return Stage("classify", f"classify {shown} [{generator}] seed {s.seed}", conf, inputs,
+                 labels={"generator": generator, "condition": shown, "seed": s.seed})
+
+
+def fidelity_stage(s: _Seed, label: str, samples: Stage) -> Stage:
+    m = s.cfg.metrics
+    return Stage("fidelity", f"fidelity {label} seed {s.seed}",
+                 {"fidelity": m.fidelity, "memorization": m.memorization, "per_class": m.per_class},
+                 {"split": s.split, "samples": samples, "extractor": s.extractor},
+                 labels={"generator": label, "seed": s.seed})
+
+
+def generator_stage(s: _Seed, g) -> Stage:
+    gconf = resolve_generator_config(g.family, g.config, seed=s.seed, device=s.cfg.device)
+    return Stage("generator", f"generator {g.display} seed {s.seed}", {"family": g.family, "config": gconf},
+                 {"split": s.split}, labels={"generator": g.display, "seed": s.seed})
+
+
+def samples_stage(s: _Seed, label: str, gen: Stage, conf: dict[str, Any], suffix: str = "") -> Stage:
+    return Stage("samples", f"sample {label}{suffix} seed {s.seed}", conf, {"generator": gen, "split": s.split},
+                 labels={"generator": label, "seed": s.seed})
+
+
+def samples_file_stage(s: _Seed, spec, conf: dict[str, Any], suffix: str = "") -> Stage:
+    path = str(Path(spec.path).resolve())
+    return Stage("samples_file", f"import {spec.display}{suffix} seed {s.seed}",
+                 {**conf, "path": path, "content": file_identity(path)}, {"split": s.split},
+                 labels={"generator": spec.display, "seed": s.seed})
+
+
+# -- wiring ----------------------------------------------------------------------------------------
+def _downstream(s: _Seed, label: str, samples: Stage, swept: list[tuple[float, Stage]]) -> list[Stage]:
+    """Classifier runs that use a synthetic set, the ratio sweep, and fidelity."""
+    out = [classify_stage(s, c, label, samples) for c in s.cfg.conditions if get_condition(c).needs_generator]
+    for c in (c for c in s.cfg.conditions if get_condition(c).ratio_sweep):
+        for r, st in swept:
+            out += [st, classify_stage(s, c, label, st, label=f"{c}@{r:g}x")]
+    if s.extractor is not None:
+        out.append(fidelity_stage(s, label, samples))
+    return out
+
+
+def _synthetic_sets(s: _Seed) -> list[Stage]:
+    """Every synthetic set of one seed (trained generators, imported samples) and what uses it."""
+    stages: list[Stage] = []
+    ratio_conf = lambda r: {**s.samples_conf, "total": None, "ratio": r}  # noqa: E731
+    for g in s.cfg.generators:
+        gen = generator_stage(s, g)
+        samples = samples_stage(s, g.display, gen, s.samples_conf)
+        swept = [(r, samples_stage(s, g.display, gen, ratio_conf(r), f" ratio {r:g}")) for r in s.ratios]
+        stages += [gen, samples, *_downstream(s, g.display, samples, swept)]
+    for spec in s.cfg.samples:
+        samples = samples_file_stage(s, spec, s.samples_conf)
+        swept = [(r, samples_file_stage(s, spec, ratio_conf(r), f" ratio {r:g}")) for r in s.ratios]
+        stages += [samples, *_downstream(s, spec.display, samples, swept)]
+    return stages
+
+
 def expand_study(cfg: StudyConfig) -> list[Stage]:
     """All stages of a study, in an order where inputs come first."""
-    stages: list[Stage] = []
     classifier = resolve_classifier_config(cfg.classifier, device=cfg.device)
-    conditions = cfg.conditions
     need_extractor = bool(cfg.generators or cfg.samples) and (cfg.metrics.fidelity or cfg.metrics.memorization)
-    syn = cfg.synthetic
-    dataset = cfg.dataset.model_dump(mode="json")
+    stages: list[Stage] = []
     for seed in cfg.seeds:
-        split = Stage("split", f"split seed {seed if cfg.split.per_seed else 0}",
-                      {"dataset": dataset, "split": cfg.split.model_dump(mode="json"),
-                       "seed": seed if cfg.split.per_seed else 0},
-                      labels={"seed": seed})
-        stages.append(split)
-        extractor = None
-        if need_extractor:
-            extractor = Stage("extractor", "domain extractor",
-                              {"classifier": classifier, "steps": cfg.metrics.extractor_steps, "seed": 0,
-                               "kind": cfg.metrics.extractor},
-                              {"split": split}, labels={"seed": seed})
-            stages.append(extractor)
-
-        def classify(condition: str, generator: str, samples: Stage | None = None, extra: dict | None = None,
-                     label: str | None = None) -> Stage:
-            conf = {"condition": condition, "classifier": classifier, "seed": seed,
-                    "extra_total": None, "extra_ratio": None, **(extra or {})}
-            inputs = {"split": split, **({"samples": samples} if samples is not None else {})}
-            shown = label or condition
-            return Stage("classify", f"classify {shown} [{generator}] seed {seed}", conf, inputs,
-                         labels={"generator": generator, "condition": shown, "seed": seed})
-
-        for cond in conditions:
-            if cond in GENERATOR_CONDITIONS:
-                continue
-            extra = {"extra_total": syn.total, "extra_ratio": syn.ratio} if cond == "real+duplicate" else None
-            stages.append(classify(cond, CONTROL, extra=extra))
-
-        def downstream(label: str, samples: Stage, swept: list[Stage]) -> None:
-            """Classifier runs that use a synthetic set, the ratio sweep, and fidelity."""
-            for cond in conditions:
-                if cond in GENERATOR_CONDITIONS:
-                    stages.append(classify(cond, label, samples))
-            for r, s in swept:
-                stages.extend([s, classify("real+synthetic", label, s, label=f"real+synthetic@{r:g}x")])
-            if extractor is not None:
-                stages.append(Stage("fidelity", f"fidelity {label} seed {seed}",
-                                    {"fidelity": cfg.metrics.fidelity, "memorization": cfg.metrics.memorization,
-                                     "per_class": cfg.metrics.per_class},
-                                    {"split": split, "samples": samples, "extractor": extractor},
-                                    labels={"generator": label, "seed": seed}))
-
-        samples_conf = {"total": syn.total, "ratio": syn.ratio, "balanced": syn.balanced, "seed": syn.sample_seed + seed}
-        ratios = syn.ratios if "real+synthetic" in conditions else []
-        for g in cfg.generators:
-            gconf = resolve_generator_config(g.family, g.config, seed=seed, device=cfg.device)
-            gen = Stage("generator", f"generator {g.display} seed {seed}",
-                        {"family": g.family, "config": gconf}, {"split": split},
-                        labels={"generator": g.display, "seed": seed})
-
-            def sampled(conf: dict, suffix: str = "") -> Stage:
-                return Stage("samples", f"sample {g.display}{suffix} seed {seed}", conf,
-                             {"generator": gen, "split": split}, labels={"generator": g.display, "seed": seed})
-
-            stages += [gen, samples := sampled(samples_conf)]
-            downstream(g.display, samples, [(r, sampled({**samples_conf, "total": None, "ratio": r}, f" ratio {r:g}"))
-                                            for r in ratios])
-        for spec in cfg.samples:
-            path = str(Path(spec.path).resolve())
-
-            def imported(conf: dict, suffix: str = "") -> Stage:
-                return Stage("samples_file", f"import {spec.display}{suffix} seed {seed}",
-                             {**conf, "path": path, "content": file_identity(path)}, {"split": split},
-                             labels={"generator": spec.display, "seed": seed})
-
-            stages.append(samples := imported(samples_conf))
-            downstream(spec.display, samples, [(r, imported({**samples_conf, "total": None, "ratio": r}, f" ratio {r:g}"))
-                                               for r in ratios])
+        split = split_stage(cfg, seed)
+        extractor = extractor_stage(cfg, classifier, split, seed) if need_extractor else None
+        s = _Seed(cfg, seed, classifier, split, extractor)
+        stages += [split, *([extractor] if extractor else [])]
+        stages += [classify_stage(s, c, CONTROL) for c in cfg.conditions if not get_condition(c).needs_generator]
+        stages += _synthetic_sets(s)
     return stages

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STAGE_FILE = "stage.json"
+from synthmed.runs.layout import is_stage_done
 
 
 def canonical_json(obj: Any) -> str:
@@ -44,7 +44,7 @@ class Stage:
         return Path(stages_dir) / self.folder_name
 
     def is_done(self, stages_dir: Path) -> bool:
-        return (self.folder(stages_dir) / STAGE_FILE).exists()
+        return is_stage_done(self.folder(stages_dir))
 
 
 def topological_order(stages: list[Stage]) -> list[Stage]:
@@ -63,7 +63,3 @@ def topological_order(stages: list[Stage]) -> list[Stage]:
     for s in stages:
         visit(s)
     return order
-
-
-def read_stage_record(folder: Path) -> dict[str, Any]:
-    return json.loads((Path(folder) / STAGE_FILE).read_text())

@@ -4,7 +4,6 @@ collect the tidy results table → manifest → HTML report."""
 from __future__ import annotations
 
 import datetime as _dt
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +13,20 @@ from synthmed.config import dump_yaml
 from synthmed.study.config import StudyConfig
 from synthmed.study.executor import Executor, LocalExecutor
 from synthmed.study.expand import expand_study
-from synthmed.study.graph import STAGE_FILE, Stage, read_stage_record, topological_order
+from synthmed.runs import (
+    STAGES_DIR,
+    collect_results,
+    is_stage_done,
+    read_stage_record,
+    write_manifest,
+    write_results,
+    write_stage_record,
+)
+from synthmed.runs.layout import CONFIG_FILE
+from synthmed.study.graph import Stage, topological_order
 from synthmed.study.tasks import STAGE_FUNCTIONS, StageContext
-from synthmed.utils.io import clean_stale_tmp, write_json_atomic, write_text_atomic
+from synthmed.utils.io import clean_stale_tmp, write_text_atomic
 from synthmed.utils.runtime import configure_torch_cpu, git_commit, package_versions
-
-STAGES_DIR = "stages"
 
 
 def default_run_dir(cfg: StudyConfig, root: str | Path = "runs") -> Path:
@@ -32,13 +39,13 @@ def execute_stage(stage: Stage, stages_dir: Path, ctx: StageContext) -> dict[str
     outputs are written atomically and ``stage.json`` last, so a killed stage is simply redone
     (generators resume from their last checkpoint)."""
     folder = stage.folder(stages_dir)
-    if (folder / STAGE_FILE).exists():
+    if is_stage_done(folder):
         return read_stage_record(folder)
     folder.mkdir(parents=True, exist_ok=True)
     clean_stale_tmp(folder)
     inputs = {name: dep.folder(stages_dir) for name, dep in stage.inputs.items()}
     for name, path in inputs.items():
-        if not (path / STAGE_FILE).exists():
+        if not is_stage_done(path):
             raise RuntimeError(f"stage '{stage.name}' started before its input '{name}' finished")
     configure_torch_cpu()
     if ctx.threads:  # on a machine shared with other jobs, 1 thread avoids OpenMP oversubscription
@@ -58,7 +65,7 @@ def execute_stage(stage: Stage, stages_dir: Path, ctx: StageContext) -> dict[str
         "wall_s": time.perf_counter() - t0,
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json_atomic(folder / STAGE_FILE, record)  # last: its presence means "done"
+    write_stage_record(folder, record)  # last: its presence means "done"
     return record
 
 
@@ -106,15 +113,13 @@ def run_study(cfg: StudyConfig, out_dir: str | Path | None = None, *, executor: 
     recomputes only the stages whose key it changes. ``threads`` sets torch's CPU threads per stage
     (not part of any stage key: it changes float summation order, not what a stage computes).
     """
-    from synthmed.study.results import collect_results, write_results
-
     out = Path(out_dir) if out_dir is not None else default_run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     stages_dir = out / STAGES_DIR
     stages = topological_order(expand_study(cfg))
     executor = executor or LocalExecutor()
     ctx = StageContext(data_dir=data_dir, progress=progress, threads=threads)
-    write_text_atomic(out / "config.yaml", dump_yaml(cfg))
+    write_text_atomic(out / CONFIG_FILE, dump_yaml(cfg))
     cached = {s.key for s in stages if s.is_done(stages_dir)}
     bar = _Progress(stages, stages_dir, progress)
     t0 = time.perf_counter()
@@ -127,7 +132,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path | None = None, *, executor: 
         records = executor.run(stages, StageRunner(stages_dir, ctx), on_done=on_done)
     finally:
         bar.close()
-    results = collect_results(stages, records, cfg)
+    results = collect_results((records[s.key] for s in stages if s.key in records),
+                              f"{cfg.dataset.name}_{cfg.dataset.size}")
     write_results(out, results)
     manifest = {
         "study": cfg.name,
@@ -148,21 +154,10 @@ def run_study(cfg: StudyConfig, out_dir: str | Path | None = None, *, executor: 
         "wall_s": time.perf_counter() - t0,
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json_atomic(out / "manifest.json", manifest)
+    write_manifest(out, manifest)
     if report:
         from synthmed.report import write_report
 
         write_report(out)
     return manifest
 
-
-def prune_stages(out_dir: str | Path, cfg: StudyConfig) -> list[str]:
-    """Delete stage folders of ``out_dir`` that the current config no longer uses; return their names."""
-    stages_dir = Path(out_dir) / STAGES_DIR
-    keep = {s.folder_name for s in topological_order(expand_study(cfg))}
-    removed = []
-    for p in sorted(stages_dir.iterdir()) if stages_dir.exists() else []:
-        if p.is_dir() and p.name not in keep:
-            shutil.rmtree(p)
-            removed.append(p.name)
-    return removed

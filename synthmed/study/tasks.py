@@ -18,7 +18,22 @@ import numpy as np
 from synthmed.callbacks import standard_callbacks
 from synthmed.data.types import LabeledImages
 from synthmed.imaging import class_rows_grid, save_png
-from synthmed.study.graph import Stage, read_stage_record
+from synthmed import runs
+from synthmed.runs.layout import (
+    CHECKPOINT_FILE,
+    CLASSIFIER_FILE,
+    CLOSEST_PAIRS_FILE,
+    CONFUSION_FILE,
+    EXAMPLES_FILE,
+    FIDELITY_FILE,
+    GENERATOR_FILE,
+    GRID_FILE,
+    METRICS_FILE,
+    SAMPLES_FILE,
+    SPLIT_FILE,
+    read_stage_record,
+)
+from synthmed.study.graph import Stage
 from synthmed.utils.io import write_json_atomic, write_npz_atomic
 from synthmed.utils.runtime import seed_everything
 
@@ -34,18 +49,11 @@ class StageContext:
 # -- helpers -----------------------------------------------------------------------------------
 def load_split_sets(split_folder: Path, ctx: StageContext) -> tuple[dict[str, LabeledImages], dict[str, Any]]:
     """Reload the dataset named in a split stage and apply its manifest → {train, val, test, train_pool}."""
-    from synthmed.data import SplitManifest, load_dataset
-
-    record = read_stage_record(split_folder)
-    ds = record["config"]["dataset"]
-    data = load_dataset(ds["name"], size=ds["size"], data_dir=ctx.data_dir, download=ds["download"],
-                        classes=ds["classes"], path=ds["path"])
-    manifest = SplitManifest.from_json(split_folder / "split.json")
-    return manifest.apply(data), record
+    return runs.load_split_sets(split_folder, ctx.data_dir)
 
 
 def load_samples(samples_folder: Path, class_names: tuple[str, ...]) -> LabeledImages:
-    with np.load(samples_folder / "samples.npz") as z:
+    with np.load(samples_folder / SAMPLES_FILE) as z:
         return LabeledImages(images=z["images"], labels=z["labels"].astype(np.int64), class_names=class_names,
                              name="synthetic")
 
@@ -71,9 +79,9 @@ def run_split(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageCon
     protocol = sp["protocol"] if sp["protocol"] != "auto" else None
     manifest = make_split(data, shots=sp["shots"], protocol=protocol, seed=stage.config["seed"],
                           val_fraction=sp["val_fraction"], test_fraction=sp["test_fraction"], dedup=sp["dedup"])
-    manifest.to_json(folder / "split.json")
+    manifest.to_json(folder / SPLIT_FILE)
     train = manifest.apply(data)["train"]
-    save_png(folder / "examples.png", class_rows_grid(train.images, train.labels, train.num_classes, 8), scale=2)
+    save_png(folder / EXAMPLES_FILE, class_rows_grid(train.images, train.labels, train.num_classes, 8), scale=2)
     return {
         "dataset_checksum": data.checksum,
         "class_names": list(data.class_names),
@@ -93,30 +101,30 @@ def run_generator(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: Stag
     gen = make_generator(stage.config["family"], stage.config["config"])
     callbacks = standard_callbacks(folder, desc=stage.name, progress=ctx.progress, tensorboard=ctx.tensorboard)
     t0 = time.perf_counter()
-    resume = (folder / "checkpoint.pt").exists()  # a killed run continues from its last checkpoint
+    resume = (folder / CHECKPOINT_FILE).exists()  # a killed run continues from its last checkpoint
     gen.fit(train.images, train.labels, callbacks=callbacks, out_dir=folder, resume=resume)
     wall = time.perf_counter() - t0
-    gen.save(folder / "generator.pt")
-    (folder / "checkpoint.pt").unlink(missing_ok=True)  # generator.pt holds what sampling needs
+    gen.save(folder / GENERATOR_FILE)
+    (folder / CHECKPOINT_FILE).unlink(missing_ok=True)  # generator.pt holds what sampling needs
     return {"family": stage.config["family"], "wall_s": wall, "resumed": resume,
             "steps_done": getattr(gen, "steps_done_", None), "stopped_by": getattr(gen, "stopped_by_", None)}
 
 
 def run_samples(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
-    from synthmed.evaluate import synthetic_label_plan
+    from synthmed.conditions import synthetic_label_plan
     from synthmed.generators import load_generator
 
     sets, split_record = load_split_sets(inputs["split"], ctx)
     train = sets["train"]
-    gen = load_generator(inputs["generator"] / "generator.pt")
+    gen = load_generator(inputs["generator"] / GENERATOR_FILE)
     cfg = stage.config
     labels = synthetic_label_plan(train.labels, train.num_classes, total=cfg["total"], ratio=cfg["ratio"],
                                   balanced=cfg["balanced"])
     t0 = time.perf_counter()
     images = gen.sample(labels, seed=cfg["seed"])
     wall = time.perf_counter() - t0
-    write_npz_atomic(folder / "samples.npz", images=images, labels=labels.astype(np.int64))
-    save_png(folder / "grid.png", class_rows_grid(images, labels, train.num_classes, 10), scale=2)
+    write_npz_atomic(folder / SAMPLES_FILE, images=images, labels=labels.astype(np.int64))
+    save_png(folder / GRID_FILE, class_rows_grid(images, labels, train.num_classes, 10), scale=2)
     return {"n": int(len(labels)), "wall_s": wall, "images_per_s": len(labels) / max(wall, 1e-9)}
 
 
@@ -124,7 +132,7 @@ def run_samples_file(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: S
     """Import synthetic images made elsewhere: an npz (images, labels), a folder with samples.npz,
     or a trained generator (sampled here). The study's synthetic amount is taken class by class."""
     from synthmed.errors import DataFormatError
-    from synthmed.evaluate import synthetic_label_plan
+    from synthmed.conditions import synthetic_label_plan
 
     sets, _ = load_split_sets(inputs["split"], ctx)
     train = sets["train"]
@@ -132,12 +140,12 @@ def run_samples_file(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: S
     labels = synthetic_label_plan(train.labels, train.num_classes, total=cfg["total"], ratio=cfg["ratio"],
                                   balanced=cfg["balanced"])
     path = Path(cfg["path"])
-    if (path / "generator.pt").exists() or path.suffix == ".pt":
+    if (path / GENERATOR_FILE).exists() or path.suffix == ".pt":
         from synthmed.generators import load_generator
 
-        images = load_generator(path if path.suffix == ".pt" else path / "generator.pt").sample(labels, seed=cfg["seed"])
+        images = load_generator(path if path.suffix == ".pt" else path / GENERATOR_FILE).sample(labels, seed=cfg["seed"])
     else:
-        npz = path / "samples.npz" if path.is_dir() else path
+        npz = path / SAMPLES_FILE if path.is_dir() else path
         try:
             with np.load(npz) as z:
                 pool_images, pool_labels = z["images"], z["labels"].reshape(-1).astype(np.int64)
@@ -156,8 +164,8 @@ def run_samples_file(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: S
                                       f"{need}: lower synthetic.total or sample more")
             picks.append(have[:need])
         images = pool_images[np.concatenate(picks)] if picks else pool_images[:0]
-    write_npz_atomic(folder / "samples.npz", images=images, labels=labels.astype(np.int64))
-    save_png(folder / "grid.png", class_rows_grid(images, labels, train.num_classes, 10), scale=2)
+    write_npz_atomic(folder / SAMPLES_FILE, images=images, labels=labels.astype(np.int64))
+    save_png(folder / GRID_FILE, class_rows_grid(images, labels, train.num_classes, 10), scale=2)
     return {"n": int(len(labels)), "source": str(path)}
 
 
@@ -176,25 +184,21 @@ def run_extractor(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: Stag
     t0 = time.perf_counter()
     clf = train_classifier(sets["train_pool"], sets["val"], cfg, out_dir=None,
                            callbacks=standard_callbacks(None, desc=stage.name, progress=ctx.progress))
-    clf.save(folder / "classifier.pt")
+    clf.save(folder / CLASSIFIER_FILE)
     return {"wall_s": time.perf_counter() - t0, "checksum": clf.checksum, "feature_dim": clf.feature_dim}
 
 
 def run_classify(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
     from synthmed.classify import train_classifier
+    from synthmed.conditions import build_condition
     from synthmed.metrics.classification import evaluate_classifier, plot_confusion_matrix
-    from synthmed.evaluate import build_condition, synthetic_label_plan
 
     sets, _ = load_split_sets(inputs["split"], ctx)
     cfg = stage.config
     real = sets["train"]
     synthetic = load_samples(inputs["samples"], real.class_names) if "samples" in inputs else None
-    extra = None
-    if cfg["condition"] == "real+duplicate":  # count-matched to the synthetic amount of the study
-        extra = synthetic_label_plan(real.labels, real.num_classes, total=cfg["extra_total"],
-                                     ratio=cfg["extra_ratio"], balanced=True)
     cond = build_condition(cfg["condition"], real=real, train_pool=sets["train_pool"], synthetic=synthetic,
-                           extra_labels=extra, seed=cfg["seed"])
+                           seed=cfg["seed"], options=cfg["options"])
     ccfg = _classifier_config({**cfg["classifier"], "augment": cond.augment}, cfg["seed"])
     seed_everything(cfg["seed"])
     t0 = time.perf_counter()
@@ -203,11 +207,11 @@ def run_classify(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: Stage
                                                         tensorboard=ctx.tensorboard))
     wall = time.perf_counter() - t0
     metrics = evaluate_classifier(clf, sets["test"])
-    clf.save(folder / "classifier.pt")
-    write_json_atomic(folder / "metrics.json", metrics)
-    plot_confusion_matrix(metrics["confusion_matrix"], list(real.class_names), folder / "confusion_matrix.png")
+    clf.save(folder / CLASSIFIER_FILE)
+    write_json_atomic(folder / METRICS_FILE, metrics)
+    plot_confusion_matrix(metrics["confusion_matrix"], list(real.class_names), folder / CONFUSION_FILE)
     return {"wall_s": wall, "n_train": len(cond.train), "n_real": cond.n_real, "n_extra": cond.n_extra,
-            "augment": cond.augment, "steps_done": getattr(clf, "steps_done", None),
+            "augment": cond.augment, "steps_done": clf.steps_done,
             "metrics": {k: v for k, v in metrics.items() if k != "confusion_matrix"}}
 
 
@@ -224,7 +228,7 @@ def run_fidelity(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: Stage
     names = tuple(real_train.class_names)
     synthetic = load_samples(inputs["samples"], names)
     kind = read_stage_record(inputs["extractor"])["config"]["kind"]
-    extractor = (F.domain_extractor(TrainedClassifier.load(inputs["extractor"] / "classifier.pt")) if kind == "domain"
+    extractor = (F.domain_extractor(TrainedClassifier.load(inputs["extractor"] / CLASSIFIER_FILE)) if kind == "domain"
                  else F.make_extractor(kind))
     t0 = time.perf_counter()
     # Reference set: the real training pool (k-shot images plus every other real training image),
@@ -255,10 +259,10 @@ def run_fidelity(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: Stage
             class_names=names, extractor=extractor)
         out["memorization"] = report.summary()
         M.closest_pairs_png(synthetic.images, real_train.images, report.closest_pairs("pixel", 16),
-                            folder / "closest_pairs.png")
+                            folder / CLOSEST_PAIRS_FILE)
         scalars["copy_rate"] = out["memorization"][M.KEY_COPY_FRACTION]
     out["wall_s"] = time.perf_counter() - t0
-    write_json_atomic(folder / "fidelity.json", out)
+    write_json_atomic(folder / FIDELITY_FILE, out)
     return {"wall_s": out["wall_s"], "scalars": scalars}
 
 

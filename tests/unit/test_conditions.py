@@ -1,11 +1,20 @@
-"""Each downstream condition builds the right training set: counts, labels, augmentation, no leaks."""
+"""Each downstream condition builds the right training set: counts, labels, augmentation, no leaks;
+the registry holds every condition's facts (roles, order, options) in one record."""
 
 import numpy as np
 import pytest
 
+from synthmed.conditions import (
+    Condition,
+    build_condition,
+    find_condition,
+    get_condition,
+    list_conditions,
+    register_condition,
+    synthetic_label_plan,
+)
 from synthmed.data.types import LabeledImages
-from synthmed.errors import SynthmedError, UnknownNameError
-from synthmed.evaluate import CONDITIONS, build_condition, synthetic_label_plan
+from synthmed.errors import ConfigError, SynthmedError, UnknownNameError
 
 
 def _set(n_per_class, value, k=2, name="real"):
@@ -61,6 +70,9 @@ def test_real_plus_duplicate_is_count_matched_and_only_real(sets):
     assert all(img.tobytes() in real_rows for img in extra)
     again = build_condition("real+duplicate", real=real, synthetic=syn, seed=3)
     assert np.array_equal(again.train.images, d.train.images)
+    # the study's amount as options (no synthetic set needed): 9 extra, balanced 5/4
+    opt = build_condition("real+duplicate", real=real, seed=3, options={"extra_total": 9})
+    assert opt.n_extra == 9 and np.bincount(opt.train.labels).tolist() == [10, 9]
 
 
 def test_all_real_uses_the_pool_and_never_test_images(sets):
@@ -78,4 +90,32 @@ def test_errors_name_the_problem(sets):
     small = LabeledImages(images=np.zeros((2, 4, 4, 1), np.uint8), labels=np.array([0, 1]), class_names=("c0", "c1"))
     with pytest.raises(SynthmedError, match="shape"):
         build_condition("real+synthetic", real=real, synthetic=small)
-    assert set(CONDITIONS) == {"real", "synthetic", "real+synthetic", "real+classic", "real+duplicate", "all-real"}
+    with pytest.raises(ConfigError, match="unknown key 'extra_totl'; did you mean 'extra_total'"):
+        build_condition("real+duplicate", real=real, options={"extra_totl": 3})
+    with pytest.raises(ConfigError, match="condition 'real' options"):
+        build_condition("real", real=real, options={"extra_total": 3})  # real takes no options
+
+
+def test_registry_holds_roles_and_display_order():
+    assert list_conditions() == ["real", "real+classic", "real+duplicate", "all-real", "synthetic", "real+synthetic"]
+    assert find_condition("baseline") == "real" and find_condition("ceiling") == "all-real"
+    assert [c for c in list_conditions() if get_condition(c).is_control] == ["real+classic", "real+duplicate"]
+    assert [c for c in list_conditions() if get_condition(c).needs_generator] == ["synthetic", "real+synthetic"]
+    assert get_condition("real+duplicate").options_from_study({"total": 40, "ratio": None}) == \
+        {"extra_total": 40, "extra_ratio": None}
+
+
+def test_a_new_condition_is_one_registration(sets):
+    real, pool, syn = sets
+    half = Condition(name="half-real", order=9, description="first half of the k-shot images",
+                     build=lambda inp, _: (inp.real.subset(np.arange(len(inp.real) // 2)), len(inp.real) // 2, 0))
+    try:
+        register_condition(half)
+        assert "half-real" in list_conditions() and list_conditions()[-1] == "half-real"
+        assert len(build_condition("half-real", real=real).train) == 5
+        with pytest.raises(RuntimeError, match="registered twice"):
+            register_condition(Condition(name="half-real", order=9, description="x", build=half.build))
+    finally:
+        from synthmed.conditions import base
+
+        base._REGISTRY.pop("half-real", None)

@@ -12,8 +12,15 @@ def test_default_study_is_the_embedded_one():
     cfg = load_study_config()
     assert cfg.dataset.name == "pneumoniamnist" and cfg.dataset.size == 28 and cfg.split.shots == 50
     assert [g.family for g in cfg.generators] == ["cgan", "wgan-gp", "cvae", "ddpm"]
-    assert cfg.conditions == ["real", "synthetic", "real+synthetic", "real+classic", "real+duplicate", "all-real"]
+    assert cfg.conditions == ["real", "real+classic", "real+duplicate", "all-real", "synthetic", "real+synthetic"]
     assert cfg.seeds == [0]
+
+
+def test_full_profile_lists_every_registered_family():
+    from synthmed.generators import list_generators
+
+    cfg = load_study_config(profile="full")
+    assert [g.family for g in cfg.generators] == list_generators() and cfg.seeds == [0, 1, 2, 3, 4]
 
 
 def test_unknown_key_gives_one_line_naming_the_field():
