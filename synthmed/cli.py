@@ -174,12 +174,13 @@ def classify(
     data_dir: Optional[Path] = DataDir,
 ):
     """Few-shot baseline classifier: split, train, test; prints a metrics table."""
-    from synthmed.classify import run_classify
     from synthmed.metrics.classification import format_metrics_table
+    from synthmed.study import commands
 
     over = {k: v for k, v in {"stem": stem, "max_steps": max_steps, "augment": augment or None}.items() if v is not None}
     out = out or _default_out(f"classify-{data}-{model}")
-    metrics = run_classify(data, shots=shots, model=model, seed=seed, out_dir=out, data_dir=data_dir, size=size, **over)
+    metrics = commands.classify(data, shots=shots, model=model, seed=seed, out_dir=out, data_dir=data_dir, size=size,
+                                **over)
     typer.echo(format_metrics_table(metrics))
     typer.echo(f"outputs: {out}")
 
@@ -203,7 +204,7 @@ def train(
     import subprocess
 
     from synthmed.distributed import launched_by_torchrun, torchrun_command
-    from synthmed.generators.run import train_generator
+    from synthmed.study import commands
 
     out = out or _default_out(f"train-{family}-{data}")
     if devices > 1 and not launched_by_torchrun():  # relaunch this very command as N ranks
@@ -219,8 +220,8 @@ def train(
         raise SystemExit(subprocess.call(torchrun_command(devices, argv)))
     over = {k: v for k, v in {"max_steps": max_steps, "max_minutes": max_minutes,
                               "per_class": per_class or None}.items() if v is not None}
-    train_generator(family, data, shots=shots, seed=seed, out_dir=out, size=size, data_dir=data_dir,
-                    resume=resume, **over)
+    commands.train(family, data, shots=shots, seed=seed, out_dir=out, size=size, data_dir=data_dir, resume=resume,
+                   **over)
     if os.environ.get("RANK", "0") == "0":
         typer.echo(f"generator: {out / 'generator.pt'}")
 
@@ -241,12 +242,15 @@ def sample(
     run_dir: Path = typer.Argument(..., help="A 'synthmed train' folder (or a generator.pt)."),
     n_per_class: int = typer.Option(200, "--n-per-class"),
     seed: int = typer.Option(0, "--seed"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps, for families whose sample_knobs have it (ddpm)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance, where declared (ddpm)."),
     out: Path = typer.Option(..., "--out", help="Folder for PNG files, samples.npz and grid.png."),
 ):
     """Sample a trained generator: PNG files per class + an npz with labels."""
-    from synthmed.generators.run import sample_to_folder
+    from synthmed.study import commands
 
-    res = sample_to_folder(run_dir, out, n_per_class=n_per_class, seed=seed)
+    knobs = {k: v for k, v in {"steps": steps, "guidance": guidance}.items() if v is not None}
+    res = commands.sample(run_dir, out, n_per_class=n_per_class, seed=seed, **knobs)
     typer.echo(f"{res['n']} images in {res['wall_s']:.1f} s → {out}")
 
 

@@ -7,6 +7,7 @@ the closest valid one. Saved configs are always fully resolved (defaults include
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +52,13 @@ def format_validation_error(err: Exception, model: type[BaseModel] | None = None
             parts.append(f"'{loc}': {e['msg']}{got}")
     more = f" (+{err.error_count() - 3} more)" if err.error_count() > 3 else ""
     return "; ".join(parts) + more
+
+
+def apply_tiny(data: dict[str, Any], tiny: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The one "tiny" mechanism: ``tiny: true`` in ``data`` → the component's test-sized settings
+    (``tiny()``: a few steps, narrow nets) under the user's own values, which still win."""
+    data = dict(data)
+    return {**tiny(), **data} if data.pop("tiny", False) else data
 
 
 def validate(model: type[T], data: dict[str, Any], source: str = "config") -> T:

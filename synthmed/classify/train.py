@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,86 @@ def _snapshot(net: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
+# Overrides behind ``tiny: true`` (tests and the smoke profile): a few small steps, same network.
+def tiny_classifier_config() -> dict[str, Any]:
+    return {"batch_size": 16, "max_steps": 4, "eval_every": 2}
+
+
+@dataclass
+class _Best:
+    """Model selection on validation macro-F1: the best weights so far and the patience count."""
+
+    f1: float = -math.inf
+    step: int = 0
+    state: dict | None = None
+    since: int = 0
+
+    def update(self, f1: float, step: int, net: nn.Module) -> None:
+        if f1 > self.f1:  # strict: a tie keeps the earlier (cheaper) weights
+            self.f1, self.step, self.state, self.since = f1, step, _snapshot(net), 0
+        else:
+            self.since += 1
+
+
+def _validation_row(net, val, device, config, step, losses, lr, t0) -> tuple[dict[str, Any], dict[str, float]]:
+    """One validation pass: its history row and the scalars the callbacks see."""
+    m = _validate(net, val, device, config.eval_batch_size)
+    auc = m[KEY_ROC_AUC] if m[KEY_ROC_AUC] is not None else math.nan
+    row = {"step": step, "train_loss": float(np.mean(losses)), "lr": lr, "val_accuracy": m["accuracy"],
+           "val_macro_f1": m[KEY_MACRO_F1], "val_auc": m[KEY_ROC_AUC], "elapsed_s": time.perf_counter() - t0}
+    return row, {"val_macro_f1": m[KEY_MACRO_F1], "val_auc": auc}
+
+
+def _fit(net, train: LabeledImages, val: LabeledImages | None, config: ClassifierConfig, device, total: int,
+         cbs: CallbackList) -> tuple[int, str, _Best, list[dict[str, Any]]]:
+    """The loop: budgeted steps, validation every ``eval_every``, early stopping; the best weights
+    are loaded into ``net`` at the end. Returns (steps done, what stopped it, best, history)."""
+    x_all = nhwc_to_tensor(train.images)  # (N, C, H, W) uint8 on CPU; batches move to the device
+    y_all = torch.from_numpy(train.labels.astype(np.int64))
+    opt, sched = _make_optimizer(net, config, total)
+    aug_gen = torch.Generator().manual_seed(config.seed + 1)  # +1: a stream apart from the init seed
+    batches = _batches(train.labels, train.num_classes, config)
+    budget = TrainingBudget(total, config.max_minutes)
+    loss_fn = nn.CrossEntropyLoss()
+    history: list[dict[str, Any]] = []
+    best, losses, step, stopped_by = _Best(), [], 0, "max_steps"
+    t0 = time.perf_counter()
+    while not budget.done(step):
+        idx = next(batches)
+        xb = x_all[idx].to(device, non_blocking=True)  # (B, C, H, W) uint8
+        if config.augment:
+            xb = augment_batch(xb, aug_gen)
+        loss = loss_fn(net(xb), y_all[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
+        step += 1
+        losses.append(loss.item())
+        check_finite({"loss": losses[-1]}, step, f"classifier {config.model}")
+        scalars = {"loss": losses[-1], "lr": lr, "val_macro_f1": math.nan, "val_auc": math.nan}
+        if val is not None and (step % config.eval_every == 0 or budget.done(step)):
+            row, val_scalars = _validation_row(net, val, device, config, step, losses, lr, t0)
+            history.append(row)
+            scalars.update(val_scalars)
+            losses = []
+            best.update(row["val_macro_f1"], step, net)
+            cbs.on_step(step, scalars)
+            if config.patience is not None and best.since >= config.patience:
+                stopped_by = "early_stopping"
+                break
+        else:
+            cbs.on_step(step, scalars)
+    stopped_by = budget.stopped_by if stopped_by != "early_stopping" and budget.stopped_by else stopped_by
+    if val is None:
+        history.append({"step": step, "train_loss": float(np.mean(losses)) if losses else math.nan, "lr": lr,
+                        "elapsed_s": time.perf_counter() - t0})
+    if best.state is not None:
+        net.load_state_dict(best.state)
+    return step, stopped_by, best, history
+
+
 # -- training -----------------------------------------------------------------------------------
 def train_classifier(train: LabeledImages, val: LabeledImages | None = None, config: ClassifierConfig | None = None,
                      *, out_dir: str | Path | None = None,
@@ -119,65 +200,15 @@ def train_classifier(train: LabeledImages, val: LabeledImages | None = None, con
     cbs = CallbackList(callbacks)
     h, w, c = train.images.shape[1:]
     total = config.total_steps(len(train))
-    x_all = nhwc_to_tensor(train.images)  # (N, C, H, W) uint8 on CPU; batches move to the device
-    y_all = torch.from_numpy(train.labels.astype(np.int64))
-
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)  # weight init + dropout
         net = build_classifier(config.model, train.num_classes, c, h, config.stem).to(device).train()
-        opt, sched = _make_optimizer(net, config, total)
-        aug_gen = torch.Generator().manual_seed(config.seed + 1)  # +1: a stream apart from the init seed
-        batches = _batches(train.labels, train.num_classes, config)
-        budget = TrainingBudget(total, config.max_minutes)
-        loss_fn = nn.CrossEntropyLoss()
-        history: list[dict[str, Any]] = []
-        best = {"f1": -math.inf, "step": 0, "state": None}
-        since_best, losses, step, stopped_by = 0, [], 0, "max_steps"
         cbs.on_train_begin(total, {"model": config.model, "stem": config.stem, "n_train": len(train)})
-        t0 = time.perf_counter()
-        while not budget.done(step):
-            idx = next(batches)
-            xb = x_all[idx].to(device, non_blocking=True)  # (B, C, H, W) uint8
-            if config.augment:
-                xb = augment_batch(xb, aug_gen)
-            loss = loss_fn(net(xb), y_all[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            lr = opt.param_groups[0]["lr"]
-            sched.step()
-            step += 1
-            losses.append(loss.item())
-            check_finite({"loss": losses[-1]}, step, f"classifier {config.model}")
-            scalars = {"loss": losses[-1], "lr": lr, "val_macro_f1": math.nan, "val_auc": math.nan}
-            if val is not None and (step % config.eval_every == 0 or budget.done(step)):
-                m = _validate(net, val, device, config.eval_batch_size)
-                scalars.update(val_macro_f1=m[KEY_MACRO_F1], val_auc=m[KEY_ROC_AUC] if m[KEY_ROC_AUC] is not None else math.nan)
-                history.append({"step": step, "train_loss": float(np.mean(losses)), "lr": lr,
-                                "val_accuracy": m["accuracy"], "val_macro_f1": m[KEY_MACRO_F1],
-                                "val_auc": m[KEY_ROC_AUC], "elapsed_s": time.perf_counter() - t0})
-                losses = []
-                if m[KEY_MACRO_F1] > best["f1"]:  # strict: a tie keeps the earlier (cheaper) weights
-                    best = {"f1": m[KEY_MACRO_F1], "step": step, "state": _snapshot(net)}
-                    since_best = 0
-                else:
-                    since_best += 1
-                cbs.on_step(step, scalars)
-                if config.patience is not None and since_best >= config.patience:
-                    stopped_by = "early_stopping"
-                    break
-            else:
-                cbs.on_step(step, scalars)
-        stopped_by = budget.stopped_by if stopped_by != "early_stopping" and budget.stopped_by else stopped_by
-        if val is None:
-            history.append({"step": step, "train_loss": float(np.mean(losses)) if losses else math.nan, "lr": lr,
-                            "elapsed_s": time.perf_counter() - t0})
-        if best["state"] is not None:
-            net.load_state_dict(best["state"])
+        step, stopped_by, best, history = _fit(net, train, val, config, device, total, cbs)
     clf = TrainedClassifier(net, config, train.class_names, (h, w, c), history=history, steps_done=step,
-                            best_step=best["step"] if best["state"] is not None else step, stopped_by=stopped_by)
+                            best_step=best.step if best.state is not None else step, stopped_by=stopped_by)
     cbs.on_train_end({"steps_done": step, "best_step": clf.best_step, "stopped_by": stopped_by,
-                      "best_val_macro_f1": None if best["state"] is None else best["f1"]})
+                      "best_val_macro_f1": None if best.state is None else best.f1})
     if out_dir is not None:
         clf.save(Path(out_dir) / CHECKPOINT_FILE)
         write_json_atomic(Path(out_dir) / HISTORY_FILE, history)

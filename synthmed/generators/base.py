@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from synthmed.config import apply_tiny
 from synthmed.errors import ConfigError, NotFittedError, SynthmedError, unknown_name
 
 _REGISTRY: dict[str, type["ConditionalGenerator"]] = {}
@@ -109,9 +110,7 @@ class ConditionalGenerator:
     def make_config(cls, config: dict | BaseModel | None = None, **overrides: Any) -> GeneratorConfig:
         if isinstance(config, BaseModel):
             config = config.model_dump()
-        data = {**(config or {}), **overrides}
-        if data.pop("tiny", False):  # tiny=True: the family's test-sized settings, user overrides still win
-            data = {**cls.tiny_config(), **data}
+        data = apply_tiny({**(config or {}), **overrides}, cls.tiny_config)  # tiny=True: test-sized settings
         try:
             return cls.Config(**data)
         except Exception as e:  # pydantic ValidationError -> one line

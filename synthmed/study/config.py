@@ -15,7 +15,7 @@ from synthmed.config import StageConfig, validate
 
 
 
-class DatasetSpec(StageConfig):
+class StudyDataset(StageConfig):
     name: str = "pneumoniamnist"  # a known dataset (synthmed data list) or "folder"/"ham10000-raw"/"nih" with path
     size: int = 28  # image side in px; MedMNIST ships 28/64/128/224
     path: str | None = None  # folder for layouts read from disk (class folders, HAM10000, NIH)
@@ -75,7 +75,7 @@ class MetricsSpec(StageConfig):
 
 class StudyConfig(StageConfig):
     name: str = "pneumoniamnist-50shot"
-    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    dataset: StudyDataset = Field(default_factory=StudyDataset)
     split: SplitSpec = Field(default_factory=SplitSpec)
     generators: list[GeneratorSpec] = Field(default_factory=list)
     samples: list[SamplesSpec] = Field(default_factory=list)  # precomputed synthetic sets to evaluate

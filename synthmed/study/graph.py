@@ -24,7 +24,7 @@ def canonical_json(obj: Any) -> str:
 
 @dataclass
 class Stage:
-    kind: str  # which stage function runs it (see synthmed.study.tasks.STAGE_FUNCTIONS)
+    kind: str  # which stage function runs it (see synthmed.study.stages.STAGE_KINDS)
     name: str  # human label, e.g. "generator cgan seed 0"
     config: dict[str, Any]  # resolved, JSON-able; part of the key
     inputs: dict[str, "Stage"] = field(default_factory=dict)  # named upstream stages

@@ -24,7 +24,7 @@ from synthmed.runs import (
 )
 from synthmed.runs.layout import CONFIG_FILE
 from synthmed.study.graph import Stage, topological_order
-from synthmed.study.tasks import STAGE_FUNCTIONS, StageContext
+from synthmed.study.stages import STAGE_FUNCTIONS, StageContext
 from synthmed.utils.io import clean_stale_tmp, write_text_atomic
 from synthmed.utils.runtime import configure_torch_cpu, git_commit, package_versions
 

@@ -30,10 +30,11 @@ def test_resnet18_few_steps_on_real_50shot_gives_metrics_on_the_real_test_set(pn
 
 def test_run_classify_writes_metrics_plot_split_and_checkpoint(data_dir, tmp_path):
     pytest.importorskip("synthmed.data.splits", reason="the data/split layer is not in this tree yet")
-    from synthmed.classify import TrainedClassifier, run_classify
+    from synthmed.classify import TrainedClassifier
+    from synthmed.study import commands
 
-    m = run_classify("pneumoniamnist", shots=50, model="resnet18", seed=0, out_dir=tmp_path, data_dir=data_dir,
-                     progress=False, max_steps=4, eval_every=2)
+    m = commands.classify("pneumoniamnist", shots=50, model="resnet18", seed=0, out_dir=tmp_path, data_dir=data_dir,
+                          progress=False, max_steps=4, eval_every=2)
     for name in ("metrics.json", "confusion_matrix.png", "split.json", "classifier.pt"):
         assert (tmp_path / name).exists(), name
     saved = json.loads((tmp_path / "metrics.json").read_text())

@@ -4,15 +4,8 @@ the registry holds every condition's facts (roles, order, options) in one record
 import numpy as np
 import pytest
 
-from synthmed.conditions import (
-    Condition,
-    build_condition,
-    find_condition,
-    get_condition,
-    list_conditions,
-    register_condition,
-    synthetic_label_plan,
-)
+from synthmed import conditions as C
+from synthmed.conditions import Condition, build_condition, get_condition, list_conditions
 from synthmed.data.types import LabeledImages
 from synthmed.errors import ConfigError, SynthmedError, UnknownNameError
 
@@ -34,10 +27,10 @@ def sets():
 
 def test_synthetic_label_plan_balanced_and_ratio():
     real = np.repeat([0, 1, 2], [10, 10, 10])
-    plan = synthetic_label_plan(real, 3, total=1201)
+    plan = C.synthetic_label_plan(real, 3, total=1201)
     assert len(plan) == 1201 and np.bincount(plan).tolist() == [401, 400, 400]
-    assert len(synthetic_label_plan(real, 3, ratio=2.0)) == 60
-    mix = synthetic_label_plan(np.repeat([0, 1], [30, 10]), 2, total=100, balanced=False)
+    assert len(C.synthetic_label_plan(real, 3, ratio=2.0)) == 60
+    mix = C.synthetic_label_plan(np.repeat([0, 1], [30, 10]), 2, total=100, balanced=False)
     assert np.bincount(mix).tolist() == [75, 25]
 
 
@@ -98,7 +91,7 @@ def test_errors_name_the_problem(sets):
 
 def test_registry_holds_roles_and_display_order():
     assert list_conditions() == ["real", "real+classic", "real+duplicate", "all-real", "synthetic", "real+synthetic"]
-    assert find_condition("baseline") == "real" and find_condition("ceiling") == "all-real"
+    assert C.find_condition("baseline") == "real" and C.find_condition("ceiling") == "all-real"
     assert [c for c in list_conditions() if get_condition(c).is_control] == ["real+classic", "real+duplicate"]
     assert [c for c in list_conditions() if get_condition(c).needs_generator] == ["synthetic", "real+synthetic"]
     assert get_condition("real+duplicate").options_from_study({"total": 40, "ratio": None}) == \
@@ -110,11 +103,11 @@ def test_a_new_condition_is_one_registration(sets):
     half = Condition(name="half-real", order=9, description="first half of the k-shot images",
                      build=lambda inp, _: (inp.real.subset(np.arange(len(inp.real) // 2)), len(inp.real) // 2, 0))
     try:
-        register_condition(half)
+        C.register_condition(half)
         assert "half-real" in list_conditions() and list_conditions()[-1] == "half-real"
         assert len(build_condition("half-real", real=real).train) == 5
         with pytest.raises(RuntimeError, match="registered twice"):
-            register_condition(Condition(name="half-real", order=9, description="x", build=half.build))
+            C.register_condition(Condition(name="half-real", order=9, description="x", build=half.build))
     finally:
         from synthmed.conditions import base
 

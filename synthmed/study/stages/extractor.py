@@ -1,0 +1,49 @@
+"""Stage ``extractor``: the feature network for fidelity and memorization. ``domain`` (default,
+offline): a classifier trained on the full real training pool. Other extractors (``inception``,
+``imagenet-offline``) are pretrained: one is built here so a missing weight file fails early."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from synthmed.callbacks import standard_callbacks
+from synthmed.classify import ClassifierConfig
+from synthmed.config import StageConfig
+from synthmed.runs.layout import CLASSIFIER_FILE
+from synthmed.study.stages.base import StageContext, load_split_sets, stage_config
+
+
+class Config(StageConfig):
+    kind: str = "domain"  # a registered extractor (synthmed.metrics.features.list_extractors())
+    classifier: ClassifierConfig  # the domain classifier (resolved)
+    max_steps: int  # its training steps (metrics.extractor_steps)
+    seed: int = 0
+
+
+def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
+    from synthmed.classify import train_classifier
+    from synthmed.metrics import features as F
+
+    cfg = stage_config(Config, stage)
+    if cfg.kind != "domain":
+        return {"kind": cfg.kind, **F.make_extractor(cfg.kind).describe()}
+    sets, _ = load_split_sets(inputs["split"], ctx)
+    ccfg = cfg.classifier.model_copy(update={"max_steps": cfg.max_steps, "seed": cfg.seed})
+    t0 = time.perf_counter()
+    clf = train_classifier(sets["train_pool"], sets["val"], ccfg, out_dir=None,
+                           callbacks=standard_callbacks(None, desc=stage.name, progress=ctx.progress))
+    clf.save(folder / CLASSIFIER_FILE)
+    return {"wall_s": time.perf_counter() - t0, "checksum": clf.checksum, "feature_dim": clf.feature_dim}
+
+
+def load_extractor(folder: Path):
+    """The feature extractor a finished extractor stage prepared."""
+    from synthmed.classify import TrainedClassifier
+    from synthmed.metrics import features as F
+    from synthmed.runs import read_stage_record
+
+    kind = read_stage_record(folder)["config"]["kind"]
+    return F.domain_extractor(TrainedClassifier.load(folder / CLASSIFIER_FILE)) if kind == "domain" \
+        else F.make_extractor(kind)

@@ -1,0 +1,58 @@
+"""Stage ``generator``: fit one generator family on the k-shot real training images."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from synthmed.callbacks import standard_callbacks
+from synthmed.config import StageConfig
+from synthmed.data.types import LabeledImages
+from synthmed.runs.layout import CHECKPOINT_FILE, GENERATOR_FILE
+from synthmed.study.stages.base import StageContext, load_split_sets, stage_config
+from synthmed.utils.runtime import seed_everything
+
+
+class Config(StageConfig):
+    family: str  # a registered family
+    config: dict[str, Any]  # the family's resolved config (validated by the family)
+
+
+def fit_generator_into(folder: Path, family: str, config: dict[str, Any], train: LabeledImages, *, desc: str,
+                       progress: bool = True, tensorboard: bool = True, resume: bool | None = None, dist=None):
+    """Fit ``family`` on ``train``; write ``generator.pt`` (rank 0) and drop the resumable checkpoint.
+
+    ``resume=None`` continues from ``folder/checkpoint.pt`` when a killed run left one. ``dist`` is a
+    ``synthmed.distributed.DistContext`` for data-parallel training (the CLI's ``--devices``).
+    Returns ``(generator, record)``.
+    """
+    from synthmed.generators import make_generator
+
+    folder = Path(folder)
+    main = dist is None or dist.is_main
+    seed_everything(config["seed"])
+    gen = make_generator(family, config)
+    callbacks = standard_callbacks(folder, desc=desc, progress=progress, tensorboard=tensorboard) if main else None
+    resume = (folder / CHECKPOINT_FILE).exists() if resume is None else resume  # a killed run continues
+    t0 = time.perf_counter()
+    if dist is None:
+        gen.fit(train.images, train.labels, callbacks=callbacks, out_dir=folder, resume=resume)
+    else:
+        from synthmed.distributed import fit_data_parallel
+
+        fit_data_parallel(gen, train.images, train.labels, ctx=dist, callbacks=callbacks, out_dir=folder, resume=resume)
+    wall = time.perf_counter() - t0
+    if main:
+        gen.save(folder / GENERATOR_FILE)
+        (folder / CHECKPOINT_FILE).unlink(missing_ok=True)  # generator.pt holds what sampling needs
+    return gen, {"family": family, "wall_s": wall, "resumed": resume, "steps_done": gen.steps_done_,
+                 "stopped_by": gen.stopped_by_}
+
+
+def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
+    cfg = stage_config(Config, stage)
+    sets, _ = load_split_sets(inputs["split"], ctx)
+    _, record = fit_generator_into(folder, cfg.family, cfg.config, sets["train"], desc=stage.name,
+                                   progress=ctx.progress, tensorboard=ctx.tensorboard)
+    return record

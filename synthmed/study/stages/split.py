@@ -1,0 +1,53 @@
+"""Stage ``split``: load the dataset, draw the k-shot split, write ``split.json`` and an examples grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from synthmed.config import StageConfig
+from synthmed.data.types import LabeledImages
+from synthmed.imaging import class_rows_grid, save_png
+from synthmed.runs.layout import EXAMPLES_FILE, SPLIT_FILE
+from synthmed.study.config import SplitSpec, StudyDataset
+from synthmed.study.stages.base import StageContext, stage_config
+
+
+class Config(StageConfig):
+    dataset: StudyDataset
+    split: SplitSpec
+    seed: int
+
+
+def make_split_into(folder: Path | None, data: LabeledImages, *, shots: int, seed: int, protocol: str | None = None,
+                    **options: Any):
+    """Draw the split; with a ``folder``, write ``split.json`` and ``examples.png`` there.
+    Returns ``(manifest, record)``; the record is what the split stage stores."""
+    from synthmed.data import make_split
+
+    manifest = make_split(data, shots=shots, protocol=protocol, seed=seed, **options)
+    if folder is not None:
+        manifest.to_json(Path(folder) / SPLIT_FILE)
+        train = manifest.apply(data)["train"]
+        save_png(Path(folder) / EXAMPLES_FILE, class_rows_grid(train.images, train.labels, train.num_classes, 8), scale=2)
+    return manifest, {
+        "dataset_checksum": data.checksum,
+        "class_names": list(data.class_names),
+        "image_shape": list(data.images.shape[1:]),
+        "counts": manifest.counts,
+        "split_hash": manifest.hash,
+        "duplicates": manifest.duplicates.model_dump(mode="json"),
+    }
+
+
+def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
+    from synthmed.data import load_dataset
+
+    cfg = stage_config(Config, stage)
+    ds, sp = cfg.dataset, cfg.split
+    data = load_dataset(ds.name, size=ds.size, data_dir=ctx.data_dir, download=ds.download, classes=ds.classes,
+                        path=ds.path)
+    _, record = make_split_into(folder, data, shots=sp.shots, seed=cfg.seed,
+                                protocol=sp.protocol if sp.protocol != "auto" else None,
+                                val_fraction=sp.val_fraction, test_fraction=sp.test_fraction, dedup=sp.dedup)
+    return record
