@@ -87,7 +87,7 @@ class ImageClassifier(nn.Module):
         return self.head(self.features(x))  # (N, K) logits
 
 
-class FeatureExtractor(nn.Module):
+class PenultimateFeatures(nn.Module):
     """Penultimate features in torchmetrics' custom-extractor convention.
 
     ``forward`` takes uint8 ``(N, C, H, W)`` and returns ``(N, num_features)`` float32. A grey

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from synthmed.classify.config import ClassifierConfig
-from synthmed.classify.models import FeatureExtractor, ImageClassifier, build_classifier
+from synthmed.classify.models import ImageClassifier, PenultimateFeatures, build_classifier
 from synthmed.errors import DataFormatError, DataNotFoundError
 from synthmed.utils.io import sha256_array, torch_save_atomic
 from synthmed.utils.runtime import resolve_device
@@ -113,10 +113,10 @@ class TrainedClassifier:
         f = self._batched(images, self.net.features, batch_size)
         return f.reshape(len(images), self.feature_dim)
 
-    def feature_module(self) -> FeatureExtractor:
+    def feature_module(self) -> PenultimateFeatures:
         """A module for torchmetrics' custom feature extractors: uint8 (N, C, H, W) → (N, D) float,
         with an int ``num_features``. It shares this classifier's weights and is in eval mode."""
-        return FeatureExtractor(self.net).eval()
+        return PenultimateFeatures(self.net).eval()
 
     # -- persistence ------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

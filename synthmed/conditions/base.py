@@ -82,8 +82,6 @@ class Condition:
 
 
 _REGISTRY: dict[str, Condition] = {}
-# Modules that register the built-in conditions on import (loaded lazily, like the generator families).
-_CONDITION_MODULES = ("real", "synthetic", "real_synthetic", "real_classic", "real_duplicate", "all_real")
 
 
 def register_condition(condition: Condition) -> Condition:
@@ -96,8 +94,14 @@ def register_condition(condition: Condition) -> Condition:
 
 
 def _load_builtin() -> None:
-    for mod in _CONDITION_MODULES:
-        importlib.import_module(f"synthmed.conditions.{mod}")
+    """Import every module of this package: each condition module registers itself, so a new
+    condition is one new file."""
+    import pkgutil
+
+    import synthmed.conditions as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"{pkg.__name__}.{info.name}")
 
 
 def list_conditions() -> list[str]:

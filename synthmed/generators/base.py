@@ -31,8 +31,6 @@ from synthmed.config import apply_tiny
 from synthmed.errors import ConfigError, NotFittedError, SynthmedError, unknown_name
 
 _REGISTRY: dict[str, type["ConditionalGenerator"]] = {}
-# Modules that register families on import; loaded lazily by list_generators()/get_generator_class().
-_FAMILY_MODULES = ("synthmed.generators.gan", "synthmed.generators.vae", "synthmed.generators.diffusion")
 
 
 class GeneratorConfig(BaseModel):
@@ -66,12 +64,14 @@ def register_generator(name: str):
 
 
 def _load_family_modules() -> None:
-    for mod in _FAMILY_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # a family module not written yet
-            if e.name != mod:
-                raise
+    """Import every module of this package once: family modules register themselves on import, so a
+    new family is one new file (loaded lazily by list_generators()/get_generator_class())."""
+    import pkgutil
+
+    import synthmed.generators as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"{pkg.__name__}.{info.name}")
 
 
 def list_generators() -> list[str]:

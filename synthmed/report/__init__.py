@@ -16,6 +16,7 @@ import numpy as np
 from synthmed.report import figures as fig
 from synthmed.runs import (
     CONTROL,
+    FIDELITY_TABLE,
     HEADLINE_METRICS,
     REPORT_FILE,
     load_results,
@@ -134,7 +135,7 @@ def gather(run_dir: Path) -> dict[str, Any]:
         "lead_metric": "roc_auc" if summaries.get("roc_auc") else "macro_f1",
         "generators": _generator_entries(run_dir, manifest, fakes),
         "fidelity": _fidelity_entries(run_dir, manifest),
-        "fidelity_keys": ["fid", "kid_mean", "precision", "recall", "f_score", "is_mean"],
+        "fidelity_keys": list(FIDELITY_TABLE),
         "timings": [{"name": s["name"], "wall_s": s["wall_s"], "cached": s["cached"]} for s in manifest["stages"]],
         "bars": {m: _b64(fig.metric_bars(summaries[m], m, f"{m} by condition (mean, 95 % CI)"))
                  for m in ("roc_auc", "macro_f1") if summaries.get(m)},

@@ -104,6 +104,30 @@ class _Progress:
             self.bar.close()
 
 
+def _manifest(cfg: StudyConfig, executor, stages: list[Stage], records: dict[str, dict], cached: set[str],
+              wall_s: float) -> dict[str, Any]:
+    """The run's provenance: config, versions, data checksums and one entry per stage."""
+    return {
+        "study": cfg.name,
+        "config": cfg.model_dump(mode="json"),
+        "seeds": cfg.seeds,
+        "executor": getattr(executor, "name", type(executor).__name__),
+        "package_versions": package_versions(),
+        "git_commit": git_commit(),
+        "data_checksums": sorted({r["summary"]["dataset_checksum"] for r in records.values() if r["kind"] == "split"}),
+        "stages": [
+            {"name": s.name, "kind": s.kind, "folder": f"{STAGES_DIR}/{s.folder_name}", "labels": s.labels,
+             "cached": s.key in cached, "wall_s": records[s.key]["wall_s"], "summary": records[s.key]["summary"],
+             "config": s.config, "attempts": records[s.key].get("attempts", 0 if s.key in cached else 1)}
+            for s in stages
+        ],
+        "stages_run": len(stages) - len(cached),
+        "stages_cached": len(cached),
+        "wall_s": wall_s,
+        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 def run_study(cfg: StudyConfig, out_dir: str | Path | None = None, *, executor: Executor | None = None,
               data_dir: str | None = None, progress: bool = True, report: bool = True,
               threads: int | None = None) -> dict[str, Any]:
@@ -135,25 +159,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path | None = None, *, executor: 
     results = collect_results((records[s.key] for s in stages if s.key in records),
                               f"{cfg.dataset.name}_{cfg.dataset.size}")
     write_results(out, results)
-    manifest = {
-        "study": cfg.name,
-        "config": cfg.model_dump(mode="json"),
-        "seeds": cfg.seeds,
-        "executor": getattr(executor, "name", type(executor).__name__),
-        "package_versions": package_versions(),
-        "git_commit": git_commit(),
-        "data_checksums": sorted({r["summary"]["dataset_checksum"] for r in records.values() if r["kind"] == "split"}),
-        "stages": [
-            {"name": s.name, "kind": s.kind, "folder": f"{STAGES_DIR}/{s.folder_name}", "labels": s.labels,
-             "cached": s.key in cached, "wall_s": records[s.key]["wall_s"], "summary": records[s.key]["summary"],
-             "config": s.config, "attempts": records[s.key].get("attempts", 0 if s.key in cached else 1)}
-            for s in stages
-        ],
-        "stages_run": len(stages) - len(cached),
-        "stages_cached": len(cached),
-        "wall_s": time.perf_counter() - t0,
-        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    manifest = _manifest(cfg, executor, stages, records, cached, time.perf_counter() - t0)
     write_manifest(out, manifest)
     if report:
         from synthmed.report import write_report

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from synthmed.config import StageConfig
+from synthmed.runs import FIDELITY_SCALARS
 from synthmed.runs.layout import CLOSEST_PAIRS_FILE, FIDELITY_FILE
 from synthmed.study.stages.base import StageContext, load_samples, load_split_sets, stage_config
 from synthmed.study.stages.extractor import load_extractor
@@ -27,7 +28,7 @@ def _fidelity(out: dict, scalars: dict, cfg: Config, feats_ref, ref, feats_fake,
                              class_names=tuple(ref.class_names), floor_seed=0, extractor=extractor)
     overall, floor = rep["overall"], rep["real_floor"]
     out.update(overall=overall, floor=floor, **({"per_class": rep["per_class"]} if cfg.per_class else {}))
-    for key in (FI.KEY_FID, FI.KEY_KID_MEAN, FI.KEY_PRECISION, FI.KEY_RECALL, FI.KEY_IS_MEAN):
+    for key in FIDELITY_SCALARS:
         if overall.get(key) is not None:
             scalars[key] = overall[key]
         if floor.get(key) is not None:
