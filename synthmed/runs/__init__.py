@@ -1,0 +1,43 @@
+"""The run folder: its layout and file names, stage records, the manifest and the tidy results table.
+
+``synthmed.study`` writes through this package; ``report``, ``serve`` and ``cli`` read through it.
+"""
+
+from synthmed.runs.layout import (
+    CHECKPOINT_FILE,
+    CLASSIFIER_FILE,
+    CONTROL,
+    FIDELITY,
+    GENERATOR_FILE,
+    MANIFEST_FILE,
+    REPORT_FILE,
+    SAMPLES_FILE,
+    SPLIT_FILE,
+    STAGE_FILE,
+    STAGES_DIR,
+    is_stage_done,
+    load_split_sets,
+    manifest_stages,
+    read_manifest,
+    read_stage_record,
+    stages_done,
+    write_manifest,
+    write_stage_record,
+)
+from synthmed.runs.results import (
+    FIDELITY_SCALARS,
+    FIDELITY_TABLE,
+    FIELDS,
+    HEADLINE_METRICS,
+    collect_results,
+    load_results,
+    summarize_conditions,
+    write_results,
+)
+
+__all__ = [
+    "CHECKPOINT_FILE", "CLASSIFIER_FILE", "CONTROL", "FIDELITY", "GENERATOR_FILE", "MANIFEST_FILE", "REPORT_FILE",
+    "SAMPLES_FILE", "SPLIT_FILE", "STAGE_FILE", "STAGES_DIR", "is_stage_done", "load_split_sets", "manifest_stages",
+    "read_manifest", "read_stage_record", "stages_done", "write_manifest", "write_stage_record",
+    "FIDELITY_SCALARS", "FIDELITY_TABLE", "FIELDS", "HEADLINE_METRICS", "collect_results", "load_results", "summarize_conditions", "write_results",
+]
