@@ -39,7 +39,7 @@ def _default_out(prefix: str) -> Path:
 def run(
     config: Optional[Path] = typer.Argument(None, help="Study YAML (default: the embedded default study)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: a new folder under runs/). Re-use it to resume."),
-    profile: str = typer.Option("default", "--profile", help="smoke | default | full"),
+    profile: str = typer.Option("default", "--profile", help="smoke | default | full | skin (the 7-class skin-lesion example study, synthmed/configs/skin.yaml)."),
     executor: str = typer.Option("local", "--executor", help="local (default) | ray"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join an existing Ray cluster."),
     data_dir: Optional[Path] = DataDir,

@@ -6,6 +6,7 @@ to finish in ≤ 30 min on a 2-core CPU), ``full`` (every family × every condit
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -155,11 +156,28 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
-def load_study_config(data: dict[str, Any] | None = None, profile: str = "default", source: str = "study config") -> StudyConfig:
-    """Resolve a study config: embedded default ← profile ← user data (user wins)."""
+# Named example studies shipped as YAML in synthmed/configs/ (e.g. skin.yaml); each is a profile too.
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def profile_names() -> list[str]:
+    """The built-in profiles, then the packaged example studies (``synthmed/configs/<name>.yaml``)."""
+    return [*PROFILES, *sorted(p.stem for p in EXAMPLES_DIR.glob("*.yaml") if p.stem not in PROFILES)]
+
+
+def _profile(name: str) -> dict[str, Any]:
+    from synthmed.config import load_yaml
     from synthmed.errors import ConfigError, suggest
 
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile '{profile}'{suggest(profile, PROFILES)} (known: {', '.join(PROFILES)})")
-    merged = _deep_merge(_deep_merge(DEFAULT_STUDY, PROFILES[profile]), data or {})
+    if name in PROFILES:
+        return PROFILES[name]
+    if name in profile_names():
+        return load_yaml(EXAMPLES_DIR / f"{name}.yaml")
+    known = profile_names()
+    raise ConfigError(f"unknown profile '{name}'{suggest(name, known)} (known: {', '.join(known)})")
+
+
+def load_study_config(data: dict[str, Any] | None = None, profile: str = "default", source: str = "study config") -> StudyConfig:
+    """Resolve a study config: embedded default ← profile (or packaged example study) ← user data (user wins)."""
+    merged = _deep_merge(_deep_merge(DEFAULT_STUDY, _profile(profile)), data or {})
     return validate(StudyConfig, merged, source=source)
