@@ -23,7 +23,7 @@ class DatasetSpec(StageConfig):
     size: int = 28  # image side in px; MedMNIST ships 28/64/128/224
     path: str | None = None  # folder for layouts read from disk (class folders, HAM10000, NIH)
     classes: str | list[str] | None = None  # class subset, or "all-as-one" for the unconditional case
-    download: bool = False  # fetch MedMNIST files when online; offline runs read $SYNTHMED_DATA_DIR
+    download: bool = True  # fetch a missing MedMNIST file (MD5-checked) unless $SYNTHMED_OFFLINE=1 / run --offline
 
 
 class SplitSpec(StageConfig):
