@@ -111,7 +111,7 @@ class TensorBoardLogger(Callback):
 
     A fresh attempt (``start_step`` 0) first deletes event files an earlier, killed attempt left in
     ``log_dir``, so TensorBoard shows one curve, not two. A resumed attempt keeps them (they hold the
-    steps before the checkpoint) and opens its writer with ``purge_step=start_step``, which tells
+    steps up to the checkpoint) and opens its writer with ``purge_step=start_step + 1``, which tells
     TensorBoard to drop the old attempt's events from that step on.
     """
 
@@ -128,7 +128,7 @@ class TensorBoardLogger(Callback):
         if start == 0:
             for stale in self.log_dir.glob(self.EVENT_GLOB):
                 stale.unlink(missing_ok=True)
-        self._purge_step = start or None
+        self._purge_step = start + 1 if start else None  # the first step this attempt writes
 
     def _w(self):
         if self._writer is None:
