@@ -26,13 +26,16 @@ EVAL = ("train_pool", "val", "test")
 def datasets(draw, official: bool = False):
     """A small LabeledImages: 2-4 classes, 2x2 grey images from a pool of patterns, optional groups."""
     n_classes = draw(st.integers(2, 4))
-    per_class = draw(st.lists(st.integers(4, 16), min_size=n_classes, max_size=n_classes))
+    per_class = draw(st.lists(st.integers(6, 20), min_size=n_classes, max_size=n_classes))
     labels = np.repeat(np.arange(n_classes), per_class)
     n = len(labels)
-    pool = draw(st.integers(n // 2, 3 * n))  # fewer patterns than images ⇒ many exact duplicates
-    patterns = np.array(draw(st.lists(st.integers(0, pool - 1), min_size=n, max_size=n)))
+    pool = draw(st.integers(max(per_class) // 2 + 1, 3 * max(per_class)))  # small pools ⇒ exact duplicates
+    # patterns of class k are k*1000 + (0..pool-1): duplicates within a class, plus a few copied across classes
+    patterns = labels * 1000 + np.array(draw(st.lists(st.integers(0, pool - 1), min_size=n, max_size=n)))
+    for i, j in draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3)):
+        patterns[i] = patterns[j]  # the same image under two labels (a labelling conflict)
     images = np.stack([np.full((2, 2, 1), p % 256, np.uint8) for p in patterns])
-    images[:, 0, 0, 0] = (patterns // 256).astype(np.uint8)
+    images[:, 0, 0, 0] = (patterns // 256).astype(np.uint8)  # unique image per pattern value
     groups = None
     if draw(st.booleans()):  # group ids within a class, 1-3 images per group
         sizes = draw(st.lists(st.integers(1, 3), min_size=n, max_size=n))
@@ -47,8 +50,12 @@ def datasets(draw, official: bool = False):
                 idx, gid = idx[size:], gid + 1
         groups = groups.astype(str)
     split = None
-    if official:
-        split = np.array(draw(st.lists(st.sampled_from(["train", "train", "val", "test"]), min_size=n, max_size=n)))
+    if official:  # one official split per image pattern (group members may still straddle), plus a few leaks
+        names = ["train", "train", "val", "test"]
+        by_pattern = draw(st.lists(st.sampled_from(names), min_size=len(set(patterns)), max_size=len(set(patterns))))
+        split = np.array(by_pattern)[np.unique(patterns, return_inverse=True)[1]]
+        for i, name in draw(st.lists(st.tuples(st.integers(0, n - 1), st.sampled_from(names)), max_size=3)):
+            split[i] = name  # an exact copy in two official splits
     return LabeledImages(images=images, labels=labels.astype(np.int64), class_names=tuple(f"c{k}" for k in range(n_classes)),
                          groups=groups, official_split=split, name="generated")
 
@@ -82,7 +89,7 @@ def _check_invariants(data, m, shots):
         assert sum(per_class.values()) == len(idx[s])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=datasets(), shots=st.integers(1, 3), seed=st.integers(0, 2**16))
 def test_fraction_split_invariants(data, shots, seed):
     m = _split_or_none(data, shots=shots, seed=seed, protocol="fraction")
@@ -93,7 +100,7 @@ def test_fraction_split_invariants(data, shots, seed):
     assert len(m.indices["train_pool"]) + len(m.indices["val"]) + len(m.indices["test"]) == len(data)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=datasets(official=True), shots=st.integers(1, 3), seed=st.integers(0, 2**16))
 def test_official_split_invariants(data, shots, seed):
     m = _split_or_none(data, shots=shots, seed=seed, protocol="official")
@@ -107,7 +114,7 @@ def test_official_split_invariants(data, shots, seed):
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=datasets(), shots=st.integers(1, 3), seed=st.integers(0, 2**16))
-def test_same_seed_same_manifest_and_a_permutation_invariant_refusal(data, shots, seed):
+def test_same_seed_same_manifest(data, shots, seed):
     a = _split_or_none(data, shots=shots, seed=seed, protocol="fraction")
     b = _split_or_none(data, shots=shots, seed=seed, protocol="fraction")
     assert (a is None) == (b is None)
