@@ -100,6 +100,10 @@ def _specs() -> dict[str, DatasetSpec]:
     return _REGISTRY
 
 
+def dataset_names() -> list[str]:
+    return sorted(_specs())
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """The folder holding dataset files: ``data_dir``, else $SYNTHMED_DATA_DIR, else ``~/.medmnist``."""
     if data_dir is not None:
