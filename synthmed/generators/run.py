@@ -117,5 +117,5 @@ def sample_to_folder(run: str | Path, out_dir: str | Path, *, n_per_class: int =
     for i, (img, lab) in enumerate(zip(images, labels)):
         write_bytes_atomic(out / class_names[lab] / f"{i:06d}.png", png_bytes(img))
     write_npz_atomic(out / "samples.npz", images=images, labels=labels)
-    save_png(out / "grid.png", class_rows_grid(images, labels, k, min(n_per_class, 16)), scale=2)
+    save_png(out / "grid.png", class_rows_grid(images, labels, k, min(n_per_class, 16), class_names), scale=2)
     return {"n": len(labels), "wall_s": wall, "out": str(out), "class_names": class_names}

@@ -73,7 +73,7 @@ def run_split(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageCon
                           val_fraction=sp["val_fraction"], test_fraction=sp["test_fraction"], dedup=sp["dedup"])
     manifest.to_json(folder / "split.json")
     train = manifest.apply(data)["train"]
-    save_png(folder / "examples.png", class_rows_grid(train.images, train.labels, train.num_classes, 8), scale=2)
+    save_png(folder / "examples.png", class_rows_grid(train.images, train.labels, train.num_classes, 8, train.class_names), scale=2)
     return {
         "dataset_checksum": data.checksum,
         "class_names": list(data.class_names),
@@ -116,7 +116,7 @@ def run_samples(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: StageC
     images = gen.sample(labels, seed=cfg["seed"])
     wall = time.perf_counter() - t0
     write_npz_atomic(folder / "samples.npz", images=images, labels=labels.astype(np.int64))
-    save_png(folder / "grid.png", class_rows_grid(images, labels, train.num_classes, 10), scale=2)
+    save_png(folder / "grid.png", class_rows_grid(images, labels, train.num_classes, 10, train.class_names), scale=2)
     return {"n": int(len(labels)), "wall_s": wall, "images_per_s": len(labels) / max(wall, 1e-9)}
 
 
@@ -157,7 +157,7 @@ def run_samples_file(stage: Stage, folder: Path, inputs: dict[str, Path], ctx: S
             picks.append(have[:need])
         images = pool_images[np.concatenate(picks)] if picks else pool_images[:0]
     write_npz_atomic(folder / "samples.npz", images=images, labels=labels.astype(np.int64))
-    save_png(folder / "grid.png", class_rows_grid(images, labels, train.num_classes, 10), scale=2)
+    save_png(folder / "grid.png", class_rows_grid(images, labels, train.num_classes, 10, train.class_names), scale=2)
     return {"n": int(len(labels)), "source": str(path)}
 
 
