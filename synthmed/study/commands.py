@@ -91,8 +91,8 @@ def sample(run: str | Path, out_dir: str | Path, *, n_per_class: int = 200, seed
     run_json = path.parent / RUN_FILE
     class_names = json.loads(run_json.read_text())["class_names"] if run_json.exists() else [str(i) for i in range(k)]
     configure_torch_cpu()
-    record = sample_into(out_dir, gen, np.repeat(np.arange(k), n_per_class), k, seed=seed,
-                         per_row=min(n_per_class, 16), class_names=class_names, **knobs)
+    record = sample_into(out_dir, gen, np.repeat(np.arange(k), n_per_class), class_names, seed=seed,
+                         per_row=min(n_per_class, 16), pngs=True, **knobs)
     return {**record, "out": str(out_dir), "class_names": class_names}
 
 
