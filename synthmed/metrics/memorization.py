@@ -276,6 +276,41 @@ def closest_pairs_png(synthetic: np.ndarray, real: np.ndarray, pairs: np.ndarray
 # - an image identical to a training image (d(x, NN1) = 0) is always a copy.
 
 DEFAULT_ALPHA = 0.01
+MAX_SHIFT = 1  # pixel space compares each image with every training image shifted by up to 1 px (3 × 3 = 9)
+
+
+def _shifted_stack(images: np.ndarray, max_shift: int) -> np.ndarray:
+    """``(S, M, D)`` pixel vectors of every training image translated by (dy, dx) ∈ [−s, s]², edges repeated.
+
+    A copy shifted by a pixel is far from its source in plain L2 (a 1-px shift of a chest X-ray moved
+    the ratio score only to ~0.5 while the calibrated threshold sat near 0.66), so the pixel distance to
+    a training image is the smallest over these translations.
+    """
+    s = max_shift
+    padded = np.pad(images, ((0, 0), (s, s), (s, s), (0, 0)), mode="edge")
+    h, w = images.shape[1:3]
+    return np.stack([images_to_pixel_vectors(np.ascontiguousarray(padded[:, s + dy : s + dy + h, s + dx : s + dx + w]))
+                     for dy in range(-s, s + 1) for dx in range(-s, s + 1)])
+
+
+def _nearest_two_shifted(queries: np.ndarray, stack: np.ndarray, chunk: int = 512,
+                         device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Like ``nearest_two``, with each training image's distance the minimum over its translations."""
+    configure_torch_cpu()
+    dev = resolve_device(device)
+    s, m, _ = stack.shape
+    ref = torch.from_numpy(np.ascontiguousarray(stack.reshape(s * m, -1), dtype=np.float64)).to(dev)
+    dists, idxs = [], []
+    for start in range(0, len(queries), chunk):
+        q = torch.from_numpy(np.ascontiguousarray(queries[start : start + chunk], dtype=np.float64)).to(dev)
+        # float64 and the direct difference norm (no matrix-product shortcut): copies sit near 0
+        d = torch.cdist(q, ref, compute_mode="donot_use_mm_for_euclid_dist").reshape(len(q), s, m).amin(1)  # (B, M)
+        top = d.topk(2, dim=1, largest=False)
+        dists.append(top.values.cpu())
+        idxs.append(top.indices.cpu())
+    if not dists:
+        return np.zeros((0, 2)), np.zeros((0, 2), dtype=np.int64)
+    return torch.cat(dists).numpy(), torch.cat(idxs).numpy().astype(np.int64)
 
 
 def _binomial(k: int, n: int, confidence: float) -> dict:
@@ -314,6 +349,7 @@ class CalibratedCopyDetector:
     heldout_scores: dict[str, np.ndarray] = field(repr=False)
     nn_kwargs: dict = field(default_factory=dict, repr=False)
     extractor: dict | None = None
+    max_shift: int = MAX_SHIFT
 
     @property
     def alpha_per_space(self) -> float:
@@ -322,7 +358,9 @@ class CalibratedCopyDetector:
     def summary(self) -> dict:
         return {"alpha": self.alpha, "alpha_per_space": self.alpha_per_space, "thresholds": dict(self.thresholds),
                 "null": dict(self.null), "n_heldout": int(self.null["n"]), "n_train": self.n_train,
-                "score": "d(x, NN1) / d(x, NN2) to the k-shot training images", "extractor": self.extractor,
+                "score": "d(x, NN1) / d(x, NN2) to the k-shot training images (pixel distance: minimum over "
+                         "translations of each training image up to max_shift px)", "max_shift": self.max_shift,
+                "extractor": self.extractor,
                 "calibration": "split-conformal quantile per space at α/m (Bonferroni); null rate by leave-one-out"}
 
     def score(self, images: np.ndarray, feats: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, ...]]:
@@ -330,7 +368,7 @@ class CalibratedCopyDetector:
         vecs = _space_vectors(images, feats, set(self.train_vectors))
         out = {}
         for name, q in vecs.items():
-            d, i = nearest_two(q, self.train_vectors[name], **self.nn_kwargs)
+            d, i = _nearest(name, q, self.train_vectors[name], self.nn_kwargs)
             out[name] = (_ratio_score(d), d[:, 0], i[:, 0])
         return out
 
@@ -380,6 +418,12 @@ def _space_vectors(images: np.ndarray, feats: np.ndarray | None, spaces: set[str
     return vecs
 
 
+def _nearest(space: str, queries: np.ndarray, train: np.ndarray, nn_kw: dict) -> tuple[np.ndarray, np.ndarray]:
+    if space == "pixel" and train.ndim == 3:  # (S, M, D) shifted stack
+        return _nearest_two_shifted(queries, train, **nn_kw)
+    return nearest_two(queries, train, **nn_kw)
+
+
 def _ratio_score(d: np.ndarray) -> np.ndarray:
     """d1/d2 per row; 1 where both are 0 (an image with two identical training copies is scored by d1 = 0)."""
     return np.divide(d[:, 0], d[:, 1], out=np.ones(len(d)), where=d[:, 1] > 0)
@@ -387,8 +431,8 @@ def _ratio_score(d: np.ndarray) -> np.ndarray:
 
 def calibrate_copy_detector(train_images: np.ndarray, heldout_images: np.ndarray, *,
                             train_feats: np.ndarray | None = None, heldout_feats: np.ndarray | None = None,
-                            alpha: float = DEFAULT_ALPHA, confidence: float = 0.95, extractor=None,
-                            chunk: int = 512, device: str = "auto") -> CalibratedCopyDetector:
+                            alpha: float = DEFAULT_ALPHA, confidence: float = 0.95, max_shift: int = MAX_SHIFT,
+                            extractor=None, chunk: int = 512, device: str = "auto") -> CalibratedCopyDetector:
     """Calibrate the ratio thresholds on H against the k-shot training images (see the section comment).
 
     Args:
@@ -399,6 +443,7 @@ def calibrate_copy_detector(train_images: np.ndarray, heldout_images: np.ndarray
             feature-space test; give both or neither.
         alpha: target null flag rate (default 0.01); needs |H| ≥ m/α − 1 for m spaces (``min_alpha``).
         confidence: level of the binomial intervals.
+        max_shift: pixel-space translations tolerated, in pixels (default 1; 0 = plain L2).
         extractor: recorded in the summary.
     """
     if (train_feats is None) != (heldout_feats is None):
@@ -407,6 +452,10 @@ def calibrate_copy_detector(train_images: np.ndarray, heldout_images: np.ndarray
         raise DataFormatError(f"training images {train_images.shape[1:]} and held-out images "
                               f"{heldout_images.shape[1:]} differ in (H, W, C); use one dataset size")
     train_vecs, held_vecs = _space_vectors(train_images, train_feats), _space_vectors(heldout_images, heldout_feats)
+    if max_shift > 0:
+        train_vecs["pixel"] = _shifted_stack(np.asarray(train_images), max_shift)
+    if len(train_images) < 2:
+        raise ConfigError(f"the ratio test needs ≥ 2 training images; got {len(train_images)}")
     m, n = len(train_vecs), len(heldout_images)
     if not 0 < alpha < 1 or _conformal_rank(alpha / m, n - 1) < 1:
         raise ConfigError(f"alpha={alpha} cannot be calibrated on {n} held-out images over {m} spaces; "
@@ -414,7 +463,7 @@ def calibrate_copy_detector(train_images: np.ndarray, heldout_images: np.ndarray
     nn_kw = {"chunk": chunk, "device": device}
     thresholds, scores, loo_flags = {}, {}, np.zeros(n, bool)
     for name in train_vecs:
-        d, _ = nearest_two(held_vecs[name], train_vecs[name], **nn_kw)
+        d, _ = _nearest(name, held_vecs[name], train_vecs[name], nn_kw)
         s = _ratio_score(d)
         ordered = np.sort(s)
         j = _conformal_rank(alpha / m, n)
@@ -427,7 +476,7 @@ def calibrate_copy_detector(train_images: np.ndarray, heldout_images: np.ndarray
     facts = extractor.describe() if hasattr(extractor, "describe") else extractor
     return CalibratedCopyDetector(alpha=alpha, thresholds=thresholds, null=_binomial(int(loo_flags.sum()), n, confidence),
                                   n_train=len(train_images), confidence=confidence, train_vectors=train_vecs,
-                                  heldout_scores=scores, nn_kwargs=nn_kw, extractor=facts)
+                                  heldout_scores=scores, nn_kwargs=nn_kw, extractor=facts, max_shift=max_shift)
 
 
 def calibrated_copy_report(synthetic_images: np.ndarray, synthetic_labels: np.ndarray | None, train_images: np.ndarray,
