@@ -213,9 +213,13 @@ def minimum_detectable_effect(n: int, sd_diff: float | None, *, alpha: float = A
 
     def gap(d: float) -> float:  # d = effect in SD units
         ncp = d * math.sqrt(n)
-        return stats.nct.sf(crit, n - 1, ncp) + stats.nct.cdf(-crit, n - 1, ncp) - power
+        achieved = stats.nct.sf(crit, n - 1, ncp) + stats.nct.cdf(-crit, n - 1, ncp)
+        return (1.0 if math.isnan(achieved) else achieved) - power  # nct's sf is NaN far in the tail (power → 1)
 
-    return float(optimize.brentq(gap, 1e-9, 1e3) * sd_diff)
+    hi = 1.0
+    while gap(hi) < 0 and hi < 1e6:  # bracket the root: power rises with the effect
+        hi *= 2
+    return float(optimize.brentq(gap, 1e-9, hi) * sd_diff)
 
 
 def gain_verdict(ci_low: float | None, ci_high: float | None, *, min_useful_gain: float = MIN_USEFUL_GAIN) -> str:
