@@ -452,7 +452,10 @@ def matched_fidelity_per_class(reference_feats: np.ndarray, reference_labels: np
 
     Returns:
         ``{class_name: result}``; a class too small to score gets ``{"skipped": reason, sizes}``.
+        The Inception Score is overall only: logits are refused here.
     """
+    if {"synthetic_logits", "heldout_logits"} & set(kwargs):
+        raise ConfigError("per-class fidelity takes no logits; the Inception Score is computed overall only")
     y = {k: np.asarray(v) for k, v in (("r", reference_labels), ("h", heldout_labels), ("s", synthetic_labels))}
     if (len(y["r"]), len(y["h"]), len(y["s"])) != (len(reference_feats), len(heldout_feats), len(synthetic_feats)):
         raise DataFormatError("labels must have one entry per feature row (reference, held-out and synthetic)")

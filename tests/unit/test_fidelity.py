@@ -131,7 +131,9 @@ def test_prdc_density_and_coverage_known_answers():
     assert 0.8 < out[F.KEY_DENSITY] < 1.2  # Naeem et al.: E[density] = 1 for identical distributions
     assert out[F.KEY_COVERAGE] > 0.9  # ≈ 1 − 2^−k = 0.97 for identical distributions
     collapsed = F.features_to_prdc(real, gaussian(400, d=4, seed=3, scale=0.05), k=5)
-    assert collapsed[F.KEY_COVERAGE] < 0.2 and collapsed[F.KEY_DENSITY] > 2  # crowding one mode
+    assert collapsed[F.KEY_PRECISION] > 0.95 and collapsed[F.KEY_COVERAGE] < 0.2  # real-looking but one mode
+    shifted = F.features_to_prdc(real, gaussian(400, d=4, seed=4, mean=2.0), k=5)
+    assert shifted[F.KEY_DENSITY] < 0.3 and shifted[F.KEY_COVERAGE] < 0.3  # off the real manifold
 
 
 @pytest.fixture(scope="module")
