@@ -365,7 +365,10 @@ def _metric_entry(name: str, syn: float, floor: float, syn_subs, floor_subs, con
              "floor_ci": floor_ci, "difference": syn - floor,
              "difference_ci": _recentred(syn - floor, syn_subs - floor_subs, confidence),
              "lower_is_better": name in LOWER_IS_BETTER, "ratio": None, "ratio_ci": None, "floor_ratio_ci": None,
-             "at_floor": bool(floor_ci[0] <= syn <= floor_ci[1])}
+             "at_floor": bool(floor_ci[0] <= syn <= floor_ci[1]),
+             # neutral words: density above 1 or FD below the floor are not simply "better"
+             "position": "at floor" if floor_ci[0] <= syn <= floor_ci[1] else
+             ("above floor" if syn > floor_ci[1] else "below floor")}
     ratio = None if name in NO_RATIO else _ratio(syn, floor)
     if ratio is not None and np.all(floor_subs > 0):
         entry.update(ratio=ratio, ratio_ci=_recentred(ratio, syn_subs / floor_subs, confidence),

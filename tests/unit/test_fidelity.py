@@ -150,7 +150,7 @@ def test_perfect_generator_sits_at_the_floor(held):
     assert (out["n_synthetic"], out["n_heldout"], out["n_reference"]) == (300, 300, 300)
     assert set(out["metrics"]) == set(F.MATCHED_METRICS)
     for name, m in out["metrics"].items():
-        assert m["at_floor"], (name, m)  # the synthetic value lies inside the floor's interval
+        assert m["at_floor"] and m["position"] == "at floor", (name, m)  # inside the floor's interval
         if m["ratio"] is not None:  # every ratio inside the floor's own ratio interval (floor / floor = 1)
             assert m["floor_ratio_ci"][0] <= m["ratio"] <= m["floor_ratio_ci"][1], (name, m)
             assert m["ratio_ci"][0] <= 1 <= m["ratio_ci"][1], (name, m)
@@ -174,7 +174,7 @@ def test_a_wrong_generator_lands_far_from_the_floor(held):
     flipped = features(sets["H2"].images[:, ::-1].copy())  # upside-down chest X-rays
     out = F.matched_fidelity(f["R"], f["H"], flipped, n_subsets=20)
     fid = out["metrics"][F.KEY_FID]
-    assert not fid["at_floor"] and fid["ratio"] > 5 and fid["ratio_ci"][0] > fid["floor_ratio_ci"][1]
+    assert not fid["at_floor"] and fid["position"] == "above floor" and fid["ratio"] > 5 and fid["ratio_ci"][0] > fid["floor_ratio_ci"][1]
     assert out["metrics"][F.KEY_DENSITY]["synthetic"] < out["metrics"][F.KEY_DENSITY]["floor_ci"][0]
 
 
