@@ -29,7 +29,9 @@ class SplitSpec(StageConfig):
     val_fraction: float = Field(0.10, gt=0, lt=1)  # of the images left after the k-shot draw ("fraction")
     test_fraction: float = Field(0.15, gt=0, lt=1)
     dedup: bool = True  # drop exact duplicates of training images from val/test
-    per_seed: bool = False  # draw a new k-shot split for every seed (adds split variance to the CI)
+    per_seed: bool = True  # each seed draws its own k-shot split: the CI covers the draw (the largest variance)
+    seed: int = 0  # the split's seed when per_seed is false (e.g. the split an imported generator trained on)
+    heldout: int = Field(1000, ge=2)  # |H| = |R| of the held-out reference design (shrinks on small pools)
 
 
 class GeneratorSpec(StageConfig):
@@ -133,9 +135,10 @@ PROFILES: dict[str, dict[str, Any]] = {
             {"family": "cgan", "config": {"tiny": True, "max_steps": 3}},
             {"family": "cvae", "config": {"tiny": True, "max_steps": 3}},
         ],
+        "split": {"heldout": 200},  # |H| = 200: the smallest H the copy detector calibrates at α = 1 %
         "synthetic": {"total": 40},
         "classifier": {"tiny": True, "max_steps": 4},
-        "metrics": {"extractor_steps": 4},
+        "metrics": {"extractor_steps": 4, "n_subsets": 5, "n_boot": 50},
     },
     "default": {},
     # Every registered family × all conditions × 5 seeds (hours on a CPU; meant for a GPU or a Ray cluster);

@@ -77,7 +77,7 @@ class _Seed:
 
 # -- one builder per stage kind --------------------------------------------------------------------
 def split_stage(cfg: StudyConfig, seed: int) -> Stage:
-    split_seed = seed if cfg.split.per_seed else 0
+    split_seed = seed if cfg.split.per_seed else cfg.split.seed
     return _stage("split", f"split seed {split_seed}", split.Config(dataset=cfg.dataset, split=cfg.split, seed=split_seed),
                   seed=seed)
 
