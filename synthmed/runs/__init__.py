@@ -17,6 +17,7 @@ from synthmed.runs.layout import (
     SPLIT_FILE,
     STAGE_FILE,
     STAGES_DIR,
+    find_provenance,
     is_stage_done,
     load_split_sets,
     manifest_stages,
@@ -32,6 +33,7 @@ from synthmed.runs.results import (
     FIELDS,
     HEADLINE_METRICS,
     collect_results,
+    generator_verdicts,
     load_results,
     summarize_conditions,
     write_results,
@@ -39,7 +41,7 @@ from synthmed.runs.results import (
 
 __all__ = [
     "CHECKPOINT_FILE", "CLASSIFIER_FILE", "CONTROL", "FIDELITY", "GENERATOR_FILE", "HELDOUT_FILE", "MANIFEST_FILE", "PROVENANCE_FILE", "REPORT_FILE",
-    "SAMPLES_FILE", "SPLIT_FILE", "STAGE_FILE", "STAGES_DIR", "is_stage_done", "load_split_sets", "manifest_stages",
+    "SAMPLES_FILE", "SPLIT_FILE", "STAGE_FILE", "STAGES_DIR", "find_provenance", "is_stage_done", "load_split_sets", "manifest_stages",
     "read_manifest", "read_stage_record", "stages_done", "write_manifest", "write_stage_record",
-    "FIDELITY_SCALARS", "FIDELITY_TABLE", "FIELDS", "HEADLINE_METRICS", "collect_results", "load_results", "summarize_conditions", "write_results",
+    "FIDELITY_SCALARS", "FIDELITY_TABLE", "FIELDS", "HEADLINE_METRICS", "collect_results", "generator_verdicts", "load_results", "summarize_conditions", "write_results",
 ]

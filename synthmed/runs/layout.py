@@ -82,6 +82,14 @@ def stages_done(run_dir: str | Path) -> int:
     return sum(1 for _ in stages.glob(f"*/{STAGE_FILE}")) if stages.is_dir() else 0
 
 
+def find_provenance(path: str | Path) -> dict[str, Any] | None:
+    """The ``provenance.json`` of a generator folder, a samples folder or the folder holding a samples
+    file / checkpoint (which split the generator trained on), or None when there is none."""
+    p = Path(path)
+    candidate = (p if p.is_dir() else p.parent) / PROVENANCE_FILE
+    return json.loads(candidate.read_text()) if candidate.is_file() else None
+
+
 def load_split_sets(split_folder: str | Path, data_dir: str | Path | None = None):
     """Reload the dataset named in a split stage and apply its manifest → ({train, val, test, train_pool}, record).
 
