@@ -56,6 +56,21 @@ def _stage_facts(manifest: dict) -> tuple[dict[str, dict], dict[str, str]]:
     return health, provenance
 
 
+def _ceiling_text(manifest: dict) -> str | None:
+    for s in manifest_stages(manifest, "classify"):
+        fair = s["config"].get("fair_budget")
+        if fair:
+            return (f"the all-real ceiling trained {s['summary'].get('max_steps')} steps"
+                    f"{' with balanced sampling' if fair.get('balanced_sampling') else ''} (as many epochs over its pool "
+                    f"as real's budget gives the k-shot set, capped at {fair['max_steps']} steps)")
+    return None
+
+
+def _cut_text(rows: list[dict[str, Any]]) -> str | None:
+    cut = sorted({f"{r['condition']} ({r['generator']}, seed {r['seed']})" for r in rows if r.get("cut_by_time")})
+    return ("cut by a time cap, not reproducible on another machine: " + ", ".join(cut)) if cut else None
+
+
 def verdict_block(rows: list[dict[str, Any]], manifest: dict) -> dict[str, Any]:
     """``{answers, headline, lines: [{generator, verdict, text, details, warn}], note}`` for the template."""
     primary, secondary = generator_verdicts(rows, PRIMARY), generator_verdicts(rows, SECONDARY)
@@ -79,9 +94,10 @@ def verdict_block(rows: list[dict[str, Any]], manifest: dict) -> dict[str, Any]:
         lines.append({"generator": gen, "verdict": verdict, "details": details, "warn": warn,
                       "health": h.get("status", "unchecked")})
     n = primary["n_draws"]
-    headline = (f"This study cannot answer: {n} k-shot draw{'s' if n != 1 else ''} (n = {n}) give no interval; "
+    headline = (f"This study cannot answer: {n} k-shot draw{'s' if n != 1 else ''} (n = {n}) {'gives' if n == 1 else 'give'} no interval; "
                 "run at least 5 paired draws (seeds: [0, 1, 2, 3, 4], split.per_seed: true)." if not answers else
                 f"{PRIMARY} gain of each generator's best condition over the best control '{primary['control']}', "
                 f"paired over {n} k-shot draws.")
-    return {"answers": answers, "headline": headline, "lines": lines, "note": primary["note"],
+    note = "; ".join(t for t in (primary["note"], _ceiling_text(manifest), _cut_text(rows)) if t)
+    return {"answers": answers, "headline": headline, "lines": lines, "note": note,
             "control": primary["control"], "has_generators": any(g != CONTROL for g in primary["generators"])}

@@ -194,7 +194,7 @@ def generator_verdicts(rows: list[dict[str, Any]], metric: str = PRIMARY, *, alp
     for g in gens:
         entry = out.setdefault(g, {"verdict": "excluded" if g in failed else "cannot tell", "n": 0})
         entry.update(fidelity=fid.get(g, {}), failed=g in failed, cut_by_time=g in cut)
-    n_draws = len(by.get((CONTROL, control), {})) if control else 0  # paired draws available to every comparison
+    n_draws = max((len(v) for v in by.values()), default=0)  # draws (seeds) the study ran
     note = (f"Holm–Bonferroni over {len(tested)} comparison(s) (each generator condition vs the best control "
             f"'{control}', paired by draw, α = {alpha:g})") if tested else "no comparison could be made"
     if failed:

@@ -166,7 +166,9 @@ def expand_study(cfg: StudyConfig) -> list[Stage]:
         split_ = split_stage(cfg, seed)
         ext = extractor_stage(cfg, classifier, split_, seed) if need_extractor else None
         s = _Seed(cfg, seed, classifier, split_, ext)
-        stages += [split_, *([ext] if ext else [])]
+        synthetic = _synthetic_sets(s)
+        imports = [st for st in synthetic if st.kind == "samples_file"]  # right after the split: a leaky import
+        stages += [split_, *imports, *([ext] if ext else [])]  # is refused before any training is spent
         stages += [classify_stage(s, c, CONTROL) for c in cfg.conditions if not get_condition(c).needs_generator]
-        stages += _synthetic_sets(s)
+        stages += [st for st in synthetic if st.kind != "samples_file"]
     return stages
