@@ -2,7 +2,11 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Data: ../shared/data when it exists (offline here); else $SYNTHMED_DATA_DIR if you set it, else the
+# medmnist cache (~/.medmnist), where `synthmed run` downloads missing files (MD5-checked). ARGS=--offline never downloads.
+ifneq ($(wildcard ../shared/data/.),)
 export SYNTHMED_DATA_DIR ?= $(abspath ../shared/data)
+endif
 
 .PHONY: setup run test bench clean
 

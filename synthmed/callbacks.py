@@ -107,18 +107,34 @@ class CSVLogger(Callback):
 
 
 class TensorBoardLogger(Callback):
-    """Scalars and grids to TensorBoard (``tensorboard --logdir DIR``)."""
+    """Scalars and grids to TensorBoard (``tensorboard --logdir DIR``).
+
+    A fresh attempt (``start_step`` 0) first deletes event files an earlier, killed attempt left in
+    ``log_dir``, so TensorBoard shows one curve, not two. A resumed attempt keeps them (they hold the
+    steps up to the checkpoint) and opens its writer with ``purge_step=start_step + 1``, which tells
+    TensorBoard to drop the old attempt's events from that step on.
+    """
+
+    EVENT_GLOB = "events.out.tfevents.*"
 
     def __init__(self, log_dir: str | os.PathLike, prefix: str = ""):
         self.log_dir = Path(log_dir)
         self.prefix = prefix
         self._writer = None
+        self._purge_step: int | None = None
+
+    def on_train_begin(self, total_steps, info):
+        start = int(info.get("start_step", 0))
+        if start == 0:
+            for stale in self.log_dir.glob(self.EVENT_GLOB):
+                stale.unlink(missing_ok=True)
+        self._purge_step = start + 1 if start else None  # the first step this attempt writes
 
     def _w(self):
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.log_dir))
+            self._writer = SummaryWriter(str(self.log_dir), purge_step=self._purge_step)
         return self._writer
 
     def on_step(self, step, scalars):

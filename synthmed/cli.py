@@ -5,7 +5,9 @@ Every user-caused error prints one line (``error: ...``) and exits 1; no traceba
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Optional
@@ -34,18 +36,46 @@ def _default_out(prefix: str) -> Path:
     return Path("runs") / f"{prefix}-{dt.datetime.now():%Y%m%d-%H%M%S}"
 
 
+Offline = typer.Option(False, "--offline", help="Never download; a missing dataset file stops with one line saying where to get it "
+                                               "(same as SYNTHMED_OFFLINE=1). Default: fetch missing MedMNIST files (MD5-checked).")
+
+
+def _check_inputs(cfg, data_dir: Optional[Path], offline: bool) -> None:
+    """Before any output or training: the dataset loads (fetched now if missing) and the samples fit it."""
+    from synthmed.data.check import check_inputs
+    from synthmed.data.files import OFFLINE_ENV
+
+    if offline:
+        os.environ[OFFLINE_ENV] = "1"  # read by the data layer in this process and in executor workers
+    check_inputs(cfg.dataset.model_dump(), [s.path for s in cfg.samples], data_dir=data_dir)
+
+
+@contextlib.contextmanager
+def _run_folder(out: Path):
+    """Remove ``out`` again if this command created it and fails before any stage finished,
+    so a config or data error leaves no empty run folder behind."""
+    created = not out.exists()
+    try:
+        yield out
+    except BaseException:
+        if created and out.is_dir() and not any(out.rglob("stage.json")):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
 # -- run / report ---------------------------------------------------------------------------------
 @app.command()
 def run(
     config: Optional[Path] = typer.Argument(None, help="Study YAML (default: the embedded default study)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: a new folder under runs/). Re-use it to resume."),
-    profile: str = typer.Option("default", "--profile", help="smoke | default | full"),
+    profile: str = typer.Option("default", "--profile", help="smoke | default | full | skin (the 7-class skin-lesion example study, synthmed/configs/skin.yaml)."),
     executor: str = typer.Option("local", "--executor", help="local (default) | ray"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join an existing Ray cluster."),
     data_dir: Optional[Path] = DataDir,
     print_default: bool = typer.Option(False, "--print-default", help="Print the resolved study config as YAML and exit."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads per stage (1 on a machine busy with other jobs)."),
+    offline: bool = Offline,
 ):
     """Run a whole study (split → generators → samples → classifiers → metrics → report.html)."""
     from synthmed.config import dump_yaml, load_yaml
@@ -57,11 +87,12 @@ def run(
     if print_default:
         typer.echo(dump_yaml(cfg), nl=False)
         return
+    _check_inputs(cfg, data_dir, offline)
     opts = {"address": ray_address} if executor == "ray" else {}
     ex = make_executor(executor, **opts)
-    out = out or default_run_dir(cfg)
-    manifest = run_study(cfg, out, executor=ex, data_dir=str(data_dir) if data_dir else None, progress=not no_progress,
-                         threads=threads)
+    with _run_folder(out or default_run_dir(cfg)) as out:
+        manifest = run_study(cfg, out, executor=ex, data_dir=str(data_dir) if data_dir else None,
+                             progress=not no_progress, threads=threads)
     _print_summary(out, manifest)
 
 
@@ -99,18 +130,25 @@ def report(run_dir: Path = typer.Argument(..., help="A study run folder.")):
 # -- data ---------------------------------------------------------------------------------------
 @data_app.command("list")
 def data_list(data_dir: Optional[Path] = DataDir):
-    """Known datasets and whether each is present locally."""
+    """Known datasets and whether each is present locally (fits an 80-column terminal)."""
+    from rich import box
     from rich.table import Table
 
-    from synthmed.data import list_datasets
+    from synthmed.data import list_datasets, resolve_data_dir
+    from synthmed.data.files import display_path
 
-    t = Table(title="datasets")
-    for col in ("name", "kind", "sizes", "classes", "present", "where"):
-        t.add_column(col)
+    t = Table(title="datasets", box=box.SIMPLE_HEAD, title_justify="left")
+    for col in ("name", "classes", "sizes (px)", "present", "kind"):
+        t.add_column(col, no_wrap=True, overflow="ellipsis")
     for info in list_datasets(data_dir):
-        t.add_row(info.name, info.kind, ",".join(map(str, info.sizes)), str(len(info.classes)),
-                  "yes" if info.present else "no", info.location)
-    _console().print(t)
+        sizes = ", ".join(map(str, info.sizes)) if info.sizes else "any"
+        present = "--path DIR" if info.needs_path else ("yes" if info.present else "no")
+        t.add_row(info.name, str(len(info.classes)) if info.classes else "folders", sizes, present, info.kind.split(" or ")[0])
+    con = _console()
+    con.print(t)
+    con.print(f"Files are read from {display_path(resolve_data_dir(data_dir))} (--data-dir or $SYNTHMED_DATA_DIR); "
+              "missing MedMNIST files are downloaded there on first use (MD5-checked) unless offline. "
+              "'synthmed data show NAME' gives counts and examples.")
 
 
 @data_app.command("show")
@@ -118,14 +156,20 @@ def data_show(
     name: str = typer.Argument(..., help="Dataset name (see 'synthmed data list')."),
     size: int = typer.Option(28, "--size"),
     path: Optional[Path] = typer.Option(None, "--path", help="Folder for layouts read from disk (folder, HAM10000, NIH)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="PNG grid of examples (default: <name>_examples.png)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="PNG grid of examples (default: <name>_examples.png; .png is added when missing)."),
     data_dir: Optional[Path] = DataDir,
 ):
     """Counts per split and class, and a PNG grid of examples."""
     from rich.table import Table
 
     from synthmed.data import describe_dataset, load_dataset, save_examples_grid
+    from synthmed.errors import ConfigError
 
+    out = out or Path(f"{name}_examples.png")
+    if out.suffix.lower() != ".png":
+        if out.suffix:
+            raise ConfigError(f"--out {out.name}: the examples grid is a PNG; give a name ending in .png")
+        out = out.with_name(out.name + ".png")
     data = load_dataset(name, size=size, data_dir=data_dir, path=path)
     desc = describe_dataset(data)
     t = Table(title=f"{name} ({len(data)} images, {data.image_size} px, {data.channels} channel(s))")
@@ -136,7 +180,7 @@ def data_show(
     for split, per_class in counts.items():
         t.add_row(split, *[str(per_class.get(c, 0)) for c in data.class_names])
     _console().print(t)
-    png = save_examples_grid(data, out or Path(f"{name}_examples.png"))
+    png = save_examples_grid(data, out)
     typer.echo(f"examples: {png}")
 
 
@@ -270,6 +314,7 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out"),
     data_dir: Optional[Path] = DataDir,
     no_progress: bool = typer.Option(False, "--no-progress"),
+    offline: bool = Offline,
 ):
     """Evaluate synthetic images you already have: downstream conditions over seeds, fidelity, memorization."""
     from synthmed.study import load_study_config, run_study
@@ -286,8 +331,9 @@ def evaluate(
         "classifier": {"max_steps": classifier_steps} if classifier_steps else {},
     }
     cfg = load_study_config(study, source="evaluate options")
-    out = out or _default_out(study["name"])
-    manifest = run_study(cfg, out, data_dir=str(data_dir) if data_dir else None, progress=not no_progress)
+    _check_inputs(cfg, data_dir, offline)
+    with _run_folder(out or _default_out(study["name"])) as out:
+        manifest = run_study(cfg, out, data_dir=str(data_dir) if data_dir else None, progress=not no_progress)
     _print_summary(out, manifest)
 
 

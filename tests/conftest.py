@@ -10,6 +10,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The suite never reaches the internet: a missing dataset file fails with its one-line message instead
+# of a download. Download tests clear this and serve files from a local HTTP server (tests/unit/test_data_download.py).
+os.environ.setdefault("SYNTHMED_OFFLINE", "1")
+
 
 def real_data_dir() -> Path:
     return Path(os.environ.get("SYNTHMED_DATA_DIR", REPO.parent / "shared" / "data")).resolve()

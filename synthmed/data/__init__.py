@@ -2,7 +2,7 @@
 
 Public API::
 
-    load_dataset(name, *, size=28, data_dir=None, download=False, classes=None, path=None) -> LabeledImages
+    load_dataset(name, *, size=28, data_dir=None, download=True, classes=None, path=None) -> LabeledImages
     list_datasets(data_dir=None) -> list[DatasetInfo]
     describe_dataset(data) -> dict
     save_examples_grid(data, path, *, per_class=8, seed=0) -> Path

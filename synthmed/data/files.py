@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
 import warnings
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,25 +23,56 @@ def require_folder(path: Path | None, dataset: str, expected: str) -> Path:
     if path is None:
         raise DataNotFoundError(f"{dataset} is read from a folder; pass path=DIR (--path DIR) holding {expected}")
     if not path.is_dir():
-        raise DataNotFoundError(f"{dataset}: folder {path} does not exist; pass path=DIR holding {expected}")
+        raise DataNotFoundError(f"{dataset}: folder {display_path(path)} does not exist; pass path=DIR holding {expected}")
     return path
+
+
+OFFLINE_ENV = "SYNTHMED_OFFLINE"  # 1/true/yes: never download (same as `synthmed run --offline`)
+
+
+def offline() -> bool:
+    """Whether downloads are switched off ($SYNTHMED_OFFLINE set to anything but empty/0/false/no)."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def display_path(path: Path) -> str:
+    """``path`` as a user should see it in a message: relative to the working folder when inside it,
+    ``~/…`` when inside the home folder, else as given (no resolving of links)."""
+    path = Path(path).absolute()
+    for base, shown in ((Path.cwd(), None), (Path.home(), "~")):
+        try:
+            rel = path.relative_to(base)
+        except ValueError:
+            continue
+        if shown is None:
+            return "the current folder" if rel == Path(".") else f"./{rel}"
+        return f"{shown}/{rel}"
+    return str(path)
 
 
 def missing_file(file: Path, how: str) -> DataNotFoundError:
     """The one-line error for a dataset file that is not where it should be."""
-    return DataNotFoundError(f"{file.name} is not in {file.parent}; copy it there (or set $SYNTHMED_DATA_DIR), or {how}")
+    folder = display_path(file.parent)
+    return DataNotFoundError(f"{file.name} is not in {folder}; copy it there (or set $SYNTHMED_DATA_DIR), or {how}")
 
 
-def read_npz(file: Path, keys: Sequence[str], layout: str) -> dict[str, np.ndarray]:
-    """The named arrays of an npz file (no pickle); missing keys or a broken file → DataFormatError."""
+# Everything numpy raises for a file that is not a whole npz: not a zip, truncated (EOF, bad zip
+# directory, bad CRC or deflate stream), or an object array that would need pickle.
+NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
+
+
+def read_npz(file: Path, keys: Sequence[str], layout: str, fix: str = "replace it with a good copy") -> dict[str, np.ndarray]:
+    """The named arrays of an npz file (no pickle); missing keys or a broken file → one-line DataFormatError
+    naming only the file (never the server's folders) and saying ``fix``."""
     try:
         with np.load(file, allow_pickle=False) as z:
             missing = [k for k in keys if k not in z.files]
             if missing:
-                raise DataFormatError(f"{file}: missing key(s) {missing}; found {sorted(z.files)} (expected {layout})")
+                raise DataFormatError(f"{file.name}: missing key(s) {missing}; found {sorted(z.files)} (expected {layout})")
             return {k: z[k] for k in keys}
-    except (OSError, ValueError) as e:  # not a zip, truncated, or an object array needing pickle
-        raise DataFormatError(f"{file}: not a readable npz file ({e})") from None
+    except NPZ_ERRORS as e:
+        reason = f"{type(e).__name__}: {e}".splitlines()[0][:120]
+        raise DataFormatError(f"{file.name} is corrupt or not an npz file ({reason}); {fix}") from None
 
 
 def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
@@ -49,10 +83,10 @@ def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
             rows = list(reader)
             columns = reader.fieldnames or []
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataFormatError(f"{path}: cannot read CSV ({e})") from None
+        raise DataFormatError(f"{path.name}: cannot read CSV ({e})") from None
     missing = [c for c in required if c not in columns]
     if missing:
-        raise DataFormatError(f"{path}: missing column(s) {missing}; found {columns}")
+        raise DataFormatError(f"{path.name}: missing column(s) {missing}; found {columns}")
     return rows
 
 
@@ -79,7 +113,7 @@ def _open(path: Path):
             im.load()  # decode now, so a truncated file fails here and not later
             return im.copy()
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
-        raise DataFormatError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
+        raise DataFormatError(f"{display_path(path)}: unreadable image ({type(e).__name__}: {e})") from None
 
 
 def _has_colour(images: np.ndarray) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synthmed.data.files import index_images, missing_file, read_csv_rows, read_images, read_npz, require_folder
+from synthmed.data.files import display_path, index_images, missing_file, read_csv_rows, read_images, read_npz, require_folder
 from synthmed.data.registry import DatasetInfo, DatasetSpec, register_dataset
 from synthmed.data.types import LabeledImages
 from synthmed.errors import DataFormatError, DataNotFoundError
@@ -36,14 +36,15 @@ def load_array_file(file: Path, size: int) -> LabeledImages:
     """Read ``ham10000_<size>.npz``; groups are the lesion ids."""
     if not file.exists():
         raise missing_file(file, f"pass path=DIR holding {METADATA} and the HAM10000 image folders")
-    arrays = read_npz(file, ARRAY_KEYS, "images, labels, image_ids, lesion_ids, sources")
+    arrays = read_npz(file, ARRAY_KEYS, "images, labels, image_ids, lesion_ids, sources",
+                      fix=f"delete it and copy a good {file.name} into {display_path(file.parent)} again")
     images, labels = arrays["images"], arrays["labels"]
     if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
-        raise DataFormatError(f"{file}: images are {images.shape} {images.dtype}; expected (N, {size}, {size}, 3) uint8")
+        raise DataFormatError(f"{file.name}: images are {images.shape} {images.dtype}; expected (N, {size}, {size}, 3) uint8")
     if any(len(arrays[k]) != len(images) for k in ARRAY_KEYS):
-        raise DataFormatError(f"{file}: arrays differ in length {[len(arrays[k]) for k in ARRAY_KEYS]}")
+        raise DataFormatError(f"{file.name}: arrays differ in length {[len(arrays[k]) for k in ARRAY_KEYS]}")
     if labels.ndim != 1 or (len(labels) and (labels.min() < 0 or labels.max() >= len(CLASSES))):
-        raise DataFormatError(f"{file}: labels must be (N,) in 0..{len(CLASSES) - 1}; found {labels.min()}..{labels.max()}")
+        raise DataFormatError(f"{file.name}: labels must be (N,) in 0..{len(CLASSES) - 1}; found {labels.min()}..{labels.max()}")
     sources, counts = np.unique(arrays["sources"].astype(str), return_counts=True)
     return LabeledImages(
         images=images, labels=labels.astype(np.int64), class_names=CLASSES,

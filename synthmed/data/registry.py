@@ -5,7 +5,8 @@ for every source), so the CLI's ``synthmed data list`` and its name checks come 
 nobody branches on a dataset name.
 
 Data directory resolution, in order: the explicit ``data_dir`` argument, the environment variable
-``SYNTHMED_DATA_DIR``, then medmnist's default cache (``~/.medmnist``).
+``SYNTHMED_DATA_DIR``, then medmnist's default cache (``~/.medmnist``), so files the ``medmnist``
+package has already fetched are reused and synthmed's downloads land where medmnist looks too.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def load_dataset(
     *,
     size: int = 28,
     data_dir: str | os.PathLike | None = None,
-    download: bool = False,
+    download: bool = True,
     classes: str | Sequence[str] | None = None,
     path: str | os.PathLike | None = None,
     channels: int | None = None,
@@ -137,8 +138,9 @@ def load_dataset(
             ``"nih-chestxray14"`` or ``"folder"``.
         size: image side in px (MedMNIST: 28/64/128/224; array files: the sizes present; folder
             sources resize any image to this size).
-        data_dir: folder of dataset files; default $SYNTHMED_DATA_DIR, else ``~/.medmnist``.
-        download: allow downloading a missing MedMNIST file (MD5-checked). Never done otherwise.
+        data_dir: folder of dataset files; default $SYNTHMED_DATA_DIR, else ``~/.medmnist`` (medmnist's cache).
+        download: download a missing MedMNIST file (MD5-checked) unless $SYNTHMED_OFFLINE is set
+            (``synthmed run --offline``); ``False`` never downloads. Other sources are never downloaded.
         classes: ``None`` for the dataset's default classes, a list of class names to keep
             (case-insensitive; labels are renumbered in the given order), or ``"all-as-one"`` to
             collapse every image into one class (the unconditional case; multi-label sources

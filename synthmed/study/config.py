@@ -6,6 +6,7 @@ to finish in ≤ 30 min on a 2-core CPU), ``full`` (every family × every condit
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -20,7 +21,7 @@ class StudyDataset(StageConfig):
     size: int = 28  # image side in px; MedMNIST ships 28/64/128/224
     path: str | None = None  # folder for layouts read from disk (class folders, HAM10000, NIH)
     classes: str | list[str] | None = None  # class subset, or "all-as-one" for the unconditional case
-    download: bool = False  # fetch MedMNIST files when online; offline runs read $SYNTHMED_DATA_DIR
+    download: bool = True  # fetch a missing MedMNIST file (MD5-checked) unless $SYNTHMED_OFFLINE=1 / run --offline
 
 
 class SplitSpec(StageConfig):
@@ -166,8 +167,9 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-def _profile(name: str) -> dict[str, Any]:
-    prof = dict(PROFILES[name])
+def _with_registered_families(prof: dict[str, Any]) -> dict[str, Any]:
+    """The ``full`` profile's generators: every family in the registry when the profile is loaded."""
+    prof = dict(prof)
     if prof.get("generators") == "every registered family":
         from synthmed.generators import list_generators
 
@@ -182,11 +184,28 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
-def load_study_config(data: dict[str, Any] | None = None, profile: str = "default", source: str = "study config") -> StudyConfig:
-    """Resolve a study config: embedded default ← profile ← user data (user wins)."""
+# Named example studies shipped as YAML in synthmed/configs/ (e.g. skin.yaml); each is a profile too.
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def profile_names() -> list[str]:
+    """The built-in profiles, then the packaged example studies (``synthmed/configs/<name>.yaml``)."""
+    return [*PROFILES, *sorted(p.stem for p in EXAMPLES_DIR.glob("*.yaml") if p.stem not in PROFILES)]
+
+
+def _profile(name: str) -> dict[str, Any]:
+    from synthmed.config import load_yaml
     from synthmed.errors import ConfigError, suggest
 
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile '{profile}'{suggest(profile, PROFILES)} (known: {', '.join(PROFILES)})")
+    if name in PROFILES:
+        return _with_registered_families(PROFILES[name])
+    if name in profile_names():
+        return load_yaml(EXAMPLES_DIR / f"{name}.yaml")
+    known = profile_names()
+    raise ConfigError(f"unknown profile '{name}'{suggest(name, known)} (known: {', '.join(known)})")
+
+
+def load_study_config(data: dict[str, Any] | None = None, profile: str = "default", source: str = "study config") -> StudyConfig:
+    """Resolve a study config: embedded default ← profile (or packaged example study) ← user data (user wins)."""
     merged = _deep_merge(_deep_merge(DEFAULT_STUDY, _profile(profile)), data or {})
     return validate(StudyConfig, merged, source=source)

@@ -65,3 +65,17 @@ def test_ham10000_fraction_20shot_respects_lesions(ham28):
     assert not where["train_pool"] & where["val"] and not where["train_pool"] & where["test"]
     assert not where["val"] & where["test"]
     assert not set(groups[m.indices["train"]]) & (where["val"] | where["test"])
+
+
+def test_skin_profile_split_on_the_real_file(ham28):
+    """The packaged skin study (synthmed run --profile skin): k = 20 per class on the real file, lesion
+    groups kept whole, and even the rarest class (vasc, 47 images) tested on ≥ 10 images."""
+    from synthmed.study import load_study_config
+
+    cfg = load_study_config(profile="skin")
+    assert (cfg.dataset.name, cfg.dataset.size, cfg.split.shots) == ("ham10000", 28, 20)
+    m = make_split(ham28, shots=cfg.split.shots, protocol=cfg.split.protocol, seed=0,
+                   val_fraction=cfg.split.val_fraction, test_fraction=cfg.split.test_fraction)
+    assert set(m.counts["train"].values()) == {20}
+    assert min(m.counts["test"].values()) >= 10 and m.counts["test"]["vasc"] == 14
+    assert not set(ham28.groups[m.indices["train_pool"]]) & set(ham28.groups[m.indices["test"]])

@@ -81,11 +81,13 @@ def test_all_as_one_and_class_subset(tmp_path):
         load_dataset("bloodmnist", data_dir=tmp_path, classes=["basophill"])
 
 
-def test_missing_file_says_where_and_how(tmp_path):
+def test_missing_file_says_where_and_how(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTHMED_OFFLINE", "1")
     with pytest.raises(DataNotFoundError) as err:
         load_dataset("pneumoniamnist", size=64, data_dir=tmp_path)
     msg = str(err.value)
-    assert "pneumoniamnist_64.npz" in msg and str(tmp_path) in msg and "download=True" in msg
+    assert "pneumoniamnist_64.npz" in msg and str(tmp_path) in msg and "--offline" in msg
+    assert INFO["pneumoniamnist"]["url_64"] in msg and INFO["pneumoniamnist"]["MD5_64"] in msg
     assert "\n" not in msg
 
 
@@ -109,12 +111,38 @@ def test_wrong_image_size_for_file_name(tmp_path):
 
 def test_not_an_npz(tmp_path):
     (tmp_path / "pneumoniamnist.npz").write_bytes(b"not a zip file")
-    with pytest.raises(DataFormatError, match="not a readable npz"):
+    with pytest.raises(DataFormatError, match="pneumoniamnist.npz is corrupt or not an npz"):
         load_dataset("pneumoniamnist", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_corrupt_npz_is_one_line_naming_only_the_file_and_the_fix(tmp_path, damage):
+    """A truncated download (zipfile.BadZipFile) or flipped bytes (bad CRC / deflate stream): one
+    line naming the file (not the server's folders), saying it is corrupt and how to re-download."""
+    good = write_medmnist(tmp_path / "good.npz", size=64).read_bytes()
+    if damage == "truncate":
+        bad = good[: len(good) // 2]
+    else:
+        mid = len(good) // 3
+        bad = good[:mid] + bytes(b ^ 0xFF for b in good[mid : mid + 64]) + good[mid + 64 :]
+    (tmp_path / "pneumoniamnist_64.npz").write_bytes(bad)
+    with pytest.raises(DataFormatError) as err:
+        load_dataset("pneumoniamnist", size=64, data_dir=tmp_path)
+    msg = str(err.value)
+    assert msg.startswith("pneumoniamnist_64.npz is corrupt") and "delete it" in msg and "re-download" in msg
+    assert str(tmp_path) not in msg and "\n" not in msg
+
+
+def test_content_errors_name_the_file_not_its_folder(tmp_path):
+    write_medmnist(tmp_path / "pneumoniamnist.npz", test_labels=np.full((6, 1), 5, np.uint8))
+    with pytest.raises(DataFormatError) as err:
+        load_dataset("pneumoniamnist", data_dir=tmp_path)
+    assert str(err.value).startswith("pneumoniamnist.npz: ") and str(tmp_path) not in str(err.value)
 
 
 def test_download_checks_md5_and_writes_atomically(tmp_path, monkeypatch):
     """The real download code on a file:// URL (urllib handles it like https, with no network)."""
+    monkeypatch.delenv("SYNTHMED_OFFLINE", raising=False)
     src = write_medmnist(tmp_path / "served.npz", size=64)
     md5 = hashlib.md5(src.read_bytes()).hexdigest()
     monkeypatch.setitem(INFO["pneumoniamnist"], "url_64", src.as_uri())
@@ -131,6 +159,7 @@ def test_download_checks_md5_and_writes_atomically(tmp_path, monkeypatch):
 
 
 def test_download_failure_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("SYNTHMED_OFFLINE", raising=False)
     monkeypatch.setitem(INFO["pneumoniamnist"], "url", (tmp_path / "absent.npz").as_uri())
     with pytest.raises(DataNotFoundError, match="could not download"):
         load_dataset("pneumoniamnist", data_dir=tmp_path / "c", download=True)
