@@ -352,7 +352,7 @@ def serve(
         from synthmed.errors import MissingDependencyError
 
         raise MissingDependencyError(f"the web app needs {e.name}: pip install 'synthmed[web]'") from None
-    uvicorn.run(create_app(runs), host=host, port=port)
+    uvicorn.run(create_app(runs, host=host), host=host, port=port)
 
 
 def main() -> None:

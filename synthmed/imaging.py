@@ -27,14 +27,38 @@ def make_grid(images: np.ndarray, nrow: int | None = None, pad: int = 2, pad_val
     return grid
 
 
-def class_rows_grid(images: np.ndarray, labels: np.ndarray, num_classes: int, per_class: int) -> np.ndarray:
-    """One row per class, ``per_class`` images each (missing slots stay blank)."""
+def class_rows_grid(images: np.ndarray, labels: np.ndarray, num_classes: int, per_class: int,
+                    class_names: list[str] | tuple[str, ...] | None = None) -> np.ndarray:
+    """One row per class, ``per_class`` images each (missing slots stay blank).
+
+    With ``class_names`` each row is labelled with its class name in a strip on the left, so a
+    reader of any grid (data show, split examples, sample grids, the web page) knows which row is which.
+    """
     h, w, c = images.shape[1:]
     tiles = np.full((num_classes * per_class, h, w, c), 255, dtype=np.uint8)
     for k in range(num_classes):
         idx = np.flatnonzero(labels == k)[:per_class]
         tiles[k * per_class : k * per_class + len(idx)] = images[idx]
-    return make_grid(tiles, nrow=per_class)
+    grid = make_grid(tiles, nrow=per_class)
+    return label_rows(grid, [str(n) for n in class_names], row_height=h) if class_names is not None else grid
+
+
+def label_rows(grid: np.ndarray, names: list[str], row_height: int, pad: int = 2, max_chars: int = 18) -> np.ndarray:
+    """Prepend a white strip to a ``make_grid`` grid with ``names[i]`` centred on row ``i`` (drawn with PIL)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=max(8, min(14, int(row_height * 0.45))))
+    names = [n if len(n) <= max_chars else n[: max_chars - 1] + "…" for n in names]
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    width = int(max((probe.textlength(n, font=font) for n in names), default=0)) + 3 * pad
+    mode = "L" if grid.shape[-1] == 1 else "RGB"
+    strip = Image.new(mode, (width, grid.shape[0]), 255 if mode == "L" else (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    for i, name in enumerate(names):
+        y = pad + i * (row_height + pad) + row_height // 2
+        draw.text((width - pad, y), name, fill=0 if mode == "L" else (0, 0, 0), font=font, anchor="rm")
+    arr = np.asarray(strip, dtype=np.uint8)
+    return np.concatenate([arr[..., None] if mode == "L" else arr, grid], axis=1)
 
 
 def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:

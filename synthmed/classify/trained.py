@@ -12,7 +12,8 @@ import torch
 from synthmed.classify.config import ClassifierConfig
 from synthmed.classify.models import ImageClassifier, PenultimateFeatures, build_classifier
 from synthmed.errors import DataFormatError, DataNotFoundError
-from synthmed.utils.io import sha256_array, torch_save_atomic
+from synthmed.utils.checkpoint import load_checkpoint_file, save_checkpoint_file
+from synthmed.utils.io import sha256_array
 from synthmed.utils.runtime import resolve_device
 
 CHECKPOINT_FORMAT = "synthmed-classifier/1"
@@ -135,7 +136,7 @@ class TrainedClassifier:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the classifier to ``path`` (e.g. ``classifier.pt``) atomically."""
-        return torch_save_atomic(self.state(), path)
+        return save_checkpoint_file(path, self.state(), kind="classifier")  # tensors + JSON, never a pickle
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> "TrainedClassifier":
@@ -143,10 +144,7 @@ class TrainedClassifier:
         path = Path(path)
         if not path.exists():
             raise DataNotFoundError(f"classifier checkpoint {path} does not exist; train one with train_classifier()")
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 — any unpickling failure means the same thing to the user
-            raise DataFormatError(f"{path} is not a readable classifier checkpoint ({type(e).__name__}); re-save it") from None
+        blob = load_checkpoint_file(path, kind="classifier")  # refuses pickles and truncated files, one line
         if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
             raise DataFormatError(f"{path} is not a synthmed classifier checkpoint (expected format {CHECKPOINT_FORMAT})")
         config = ClassifierConfig.model_validate(blob["config"])

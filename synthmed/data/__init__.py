@@ -11,6 +11,7 @@ Public API::
 
 from synthmed.data.registry import (
     DatasetInfo,
+    dataset_names,
     describe_dataset,
     list_datasets,
     load_dataset,
@@ -21,6 +22,6 @@ from synthmed.data.splits import HeldoutDesign, SplitManifest, make_heldout_desi
 from synthmed.data.types import LabeledImages
 
 __all__ = [
-    "DatasetInfo", "HeldoutDesign", "LabeledImages", "SplitManifest", "describe_dataset", "list_datasets",
-    "load_dataset", "make_heldout_design", "make_split", "resolve_data_dir", "save_examples_grid",
+    "DatasetInfo", "HeldoutDesign", "LabeledImages", "SplitManifest", "dataset_names", "describe_dataset",
+    "list_datasets", "load_dataset", "make_heldout_design", "make_split", "resolve_data_dir", "save_examples_grid",
 ]

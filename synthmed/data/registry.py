@@ -100,6 +100,10 @@ def _specs() -> dict[str, DatasetSpec]:
     return _REGISTRY
 
 
+def dataset_names() -> list[str]:
+    return sorted(_specs())
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """The folder holding dataset files: ``data_dir``, else $SYNTHMED_DATA_DIR, else ``~/.medmnist``."""
     if data_dir is not None:
@@ -229,5 +233,5 @@ def save_examples_grid(
         idx = np.flatnonzero(data.labels == k)
         picks.append(np.sort(rng.choice(idx, min(per_class, len(idx)), replace=False)))
     idx = np.concatenate(picks).astype(np.int64)
-    grid = class_rows_grid(np.asarray(data.images[idx]), data.labels[idx], data.num_classes, per_class)
+    grid = class_rows_grid(np.asarray(data.images[idx]), data.labels[idx], data.num_classes, per_class, data.class_names)
     return save_png(path, grid, scale=scale)

@@ -170,16 +170,15 @@ class ConditionalGenerator:
 
 
 def load_generator(path: str | Path) -> ConditionalGenerator:
-    """Load any saved generator: the checkpoint records its family name."""
-    import torch
+    """Load any saved generator: the checkpoint records its family name (tensors + JSON, never a pickle)."""
+    from synthmed.utils.checkpoint import load_checkpoint_file
 
     path = Path(path)
     if not path.exists():
         from synthmed.errors import DataNotFoundError
 
         raise DataNotFoundError(f"no generator checkpoint at {path}; train one with 'synthmed train'")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    family = blob.get("family") if isinstance(blob, dict) else None
-    if family is None:
+    family = load_checkpoint_file(path, kind="generator", tensors=False).get("family")  # header only
+    if not isinstance(family, str):
         raise SynthmedError(f"{path} is not a synthmed generator checkpoint (no 'family' key)")
     return get_generator_class(family).load(path)

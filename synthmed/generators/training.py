@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from synthmed.errors import TrainingDivergedError
-from synthmed.utils.io import torch_save_atomic
+from synthmed.utils.checkpoint import load_checkpoint_file, save_checkpoint_file
 
 
 # -- tensors -----------------------------------------------------------------------------------
@@ -142,12 +142,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, blob: dict[str, Any]) -> Path:
-    """Atomic checkpoint write (temp file + rename): a killed run never leaves half a checkpoint."""
-    return torch_save_atomic(blob, path)
+    """Atomic checkpoint write (temp file + rename): a killed run never leaves half a checkpoint.
+    Tensors + JSON (synthmed.utils.checkpoint), never a pickle."""
+    return save_checkpoint_file(path, blob, kind="generator")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A generator checkpoint; anything else (a pickle, a truncated file) is refused with one line."""
+    return load_checkpoint_file(path, kind="generator")
 
 
 # -- the loop every family drives ----------------------------------------------------------------

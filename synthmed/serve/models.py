@@ -6,7 +6,6 @@ are loaded once per checkpoint file and kept in a least-recently-used cache of b
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -14,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthmed.errors import unknown_name
+from synthmed.errors import DataFormatError, unknown_name
 from synthmed.runs import CONTROL, manifest_stages
-from synthmed.serve.security import NotFoundError, resolve_inside
+from synthmed.serve.security import BrokenRunError, NotFoundError, read_json_inside, resolve_inside
+
 
 
 # -- the bounded model cache ------------------------------------------------------------------------
@@ -87,11 +87,22 @@ class ClassifierEntry:
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """The run's ``manifest.json``; ``NotFoundError`` while the run is still being written."""
-    path = run_dir / "manifest.json"
-    if not path.is_file():
+    """The run's ``manifest.json`` (resolved inside the run, its stage list checked).
+
+    Raises:
+        NotFoundError: no manifest yet (the run is still being written) or a link out of the run.
+        BrokenRunError: the manifest is not valid JSON or lacks what the app reads.
+    """
+    if not (run_dir / "manifest.json").exists():
         raise NotFoundError(f"run '{run_dir.name}' is not finished (no manifest.json yet); wait for 'synthmed run' to end")
-    return json.loads(path.read_text())
+    manifest = read_json_inside(run_dir, "manifest.json")
+    try:  # everything the routes read from the manifest, checked once here instead of failing mid-request
+        run_facts(manifest), run_generators(manifest), run_classifiers(manifest)
+        [str(s["folder"]) for s in manifest.get("stages", [])]
+    except (KeyError, TypeError, AttributeError, IndexError) as e:
+        raise BrokenRunError(f"run '{run_dir.name}': manifest.json lacks what the app needs ({type(e).__name__}: "
+                             f"{str(e)[:60]}); re-run 'synthmed run' on it to rewrite it") from None
+    return manifest
 
 
 def run_facts(manifest: dict) -> dict[str, Any]:
@@ -164,23 +175,31 @@ def family_sample_options(family: str) -> set[str]:
     return {k for k in ("steps", "guidance") if k in get_generator_class(family).sample_knobs}
 
 
+def _load_at(run_dir: Path, relative: str, cache: ModelCache, loader: Callable[[Path], Any]):
+    """A model file of the run (resolved inside it), loaded through ``cache``; a damaged file → BrokenRunError."""
+    path = resolve_inside(run_dir, relative)
+    try:
+        return cache.get(path, loader)
+    except DataFormatError as e:  # a pickle, a truncated file: the run's fault, not the request's
+        raise BrokenRunError(f"run '{run_dir.name}': {e}") from None
+
+
 def load_generator_at(run_dir: Path, entry: GeneratorEntry, cache: ModelCache):
     from synthmed.generators import load_generator
 
-    path = resolve_inside(run_dir, f"{entry.folder}/generator.pt")
-    return cache.get(path, load_generator)
+    return _load_at(run_dir, f"{entry.folder}/generator.pt", cache, load_generator)
 
 
 def load_classifier_at(run_dir: Path, entry: ClassifierEntry, cache: ModelCache):
     from synthmed.classify import TrainedClassifier
 
-    path = resolve_inside(run_dir, f"{entry.folder}/classifier.pt")
-    return cache.get(path, TrainedClassifier.load)
+    return _load_at(run_dir, f"{entry.folder}/classifier.pt", cache, TrainedClassifier.load)
 
 
 def resolve_class(class_names: list[str], value: str | int) -> int:
     """A class given by name or index → index; ``NotFoundError`` naming the classes otherwise."""
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+    # isdecimal + isascii: "²" and "٣" pass str.isdigit() but int() refuses them (or reads them as digits)
+    if isinstance(value, int) or (isinstance(value, str) and value.isascii() and value.isdecimal()):
         k = int(value)
         if 0 <= k < len(class_names):
             return k

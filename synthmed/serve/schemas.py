@@ -16,7 +16,7 @@ class RunSummary(BaseModel):
     study: str | None = None
     dataset: str | None = None  # "<name>_<size>", e.g. pneumoniamnist_28
     date: str | None = None  # finished_at (UTC, ISO 8601); None while running
-    status: Literal["finished", "incomplete"]
+    status: Literal["finished", "incomplete", "unreadable"]  # unreadable: a damaged manifest.json
     stages_done: int  # stage folders holding stage.json
     generators: int = 0
     classifiers: int = 0
@@ -49,7 +49,8 @@ class GenerateRequest(BaseModel):
     n: int = Field(16, ge=1, description="images to draw (at most the server's max_n, default 256)")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="noise seed: same seed, same images")
     steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="sampling steps (diffusion only)")
-    guidance: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, description="guidance scale w (diffusion only)")
+    guidance: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False,
+                                   description="guidance scale w (diffusion only)")
     format: Literal["png", "zip"] = Field("png", description="png: one grid image; zip: one PNG per image")
 
 
@@ -67,6 +68,8 @@ class ClassifyResponse(BaseModel):
     image_shape: list[int]  # the size the upload was converted to (H, W, C)
     class_names: list[str]
     results: list[ClassProbabilities]
+    # the upload is unlike the training images (colour vs grey, or far in the classifier's feature space)
+    warnings: list[str] = []
 
 
 class Health(BaseModel):

@@ -98,8 +98,8 @@ def sample(run: str | Path, out_dir: str | Path, *, n_per_class: int = 200, seed
     provenance = find_provenance(path)
     if provenance is not None:  # the samples folder says which split its generator trained on
         write_provenance(Path(out_dir), provenance)
-    record = sample_into(out_dir, gen, np.repeat(np.arange(k), n_per_class), k, seed=seed,
-                         per_row=min(n_per_class, 16), class_names=class_names, **knobs)
+    record = sample_into(out_dir, gen, np.repeat(np.arange(k), n_per_class), class_names, seed=seed,
+                         per_row=min(n_per_class, 16), pngs=True, **knobs)
     return {**record, "out": str(out_dir), "class_names": class_names}
 
 

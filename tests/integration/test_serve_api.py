@@ -53,7 +53,7 @@ def client(runs_dir):
 
     from synthmed.serve import create_app
 
-    with TestClient(create_app(runs_dir, max_n=64, cache_size=2)) as c:
+    with TestClient(create_app(runs_dir, max_n=64, cache_size=2), base_url="http://127.0.0.1") as c:
         yield c
 
 

@@ -85,6 +85,39 @@ def test_page_generates_and_classifies_in_chromium(live_server, browser_page, pn
     assert page.console_errors == []
 
 
+@pytest.mark.browser
+def test_page_error_alone_full_width_figures_labelled_rows_and_upload_warning(live_server, browser_page, tmp_path):
+    """Issue 15 §5: an error is shown alone (not above the previous run's tables); figures use the page
+    width instead of 260 px cards; sample grids say which row is which class; a colour upload is flagged."""
+    url, _ = live_server
+    page = browser_page
+    page.set_default_timeout(60_000)
+    page.goto(url + "/#/run/smoke")
+    page.wait_for_selector("#sample-grids img")
+    page.wait_for_selector("table.summary")
+    widths = page.evaluate("[...document.querySelectorAll('#sample-grids img')].map(i => i.getBoundingClientRect().width)")
+    assert max(widths) > 600, widths  # the real-vs-generators figure at (near) page width
+    assert min(widths) >= 260, widths
+    assert "normal, pneumonia" in page.inner_text("#sample-grids")  # row order named under each grid
+
+    photo = tmp_path / "holiday.png"
+    img = Image.new("RGB", (128, 96), (90, 160, 235))
+    img.paste((60, 170, 70), (0, 48, 128, 96))
+    img.save(photo)
+    page.set_input_files("#cls-file", str(photo))
+    page.click("#cls-submit")
+    page.wait_for_selector("#cls-warnings:not([hidden])")
+    assert "colour image" in page.inner_text("#cls-warnings")
+
+    page.goto(url + "/#/run/no-such-run")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "no run 'no-such-run'" in page.inner_text("#error")
+    assert page.locator("#run-view").is_hidden() and page.locator("#runs-view").is_hidden()
+    assert page.locator("table.summary").count() == 0 and page.locator("#sample-grids img").count() == 0
+    page.screenshot(path=str(tmp_path / "error.png"), full_page=True)
+    assert [e for e in page.console_errors if "404" not in e] == []
+
+
 def test_fifty_concurrent_generate_requests(live_server):
     """All 200 or 429 (with Retry-After), none 5xx, and /api/health answers quickly meanwhile."""
     import httpx

@@ -67,5 +67,8 @@ def test_describe_counts_per_split_and_class(small_set):
 def test_examples_grid_png(small_set, tmp_path):
     path = save_examples_grid(small_set, tmp_path / "grid.png", per_class=4, scale=1)
     with Image.open(path) as im:
-        # 2 rows and 4 columns of 8 px tiles with 2 px padding
-        assert im.size == (4 * 10 + 2, 2 * 10 + 2)
+        # 2 rows and 4 columns of 8 px tiles with 2 px padding, after a strip naming each row's class
+        label_w = im.size[0] - (4 * 10 + 2)
+        assert im.size[1] == 2 * 10 + 2 and label_w > 0
+        strip = np.asarray(im.convert("L"))[:, :label_w]
+        assert (strip < 128).any(), "the label strip holds the class names' text"

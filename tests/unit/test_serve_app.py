@@ -30,7 +30,7 @@ def client(tmp_path):
     (runs / "busy" / "stages" / "split-1").mkdir(parents=True)
     (runs / "busy" / "config.yaml").write_text("name: busy\n")
     (runs / "busy" / "stages" / "split-1" / "stage.json").write_text("{}")
-    with TestClient(create_app(runs, max_n=8)) as c:
+    with TestClient(create_app(runs, max_n=8), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -64,7 +64,7 @@ def test_n_above_the_server_limit_is_refused_before_any_work(client):
 
 
 def test_oversized_upload_is_refused_from_its_content_length(tmp_path):
-    with TestClient(create_app(tmp_path, max_upload_bytes=1000)) as c:
+    with TestClient(create_app(tmp_path, max_upload_bytes=1000), base_url="http://127.0.0.1") as c:
         r = c.post("/api/classify", data={"run": "x"}, files={"file": ("a.png", b"\0" * 200_000)})
     assert r.status_code == 413 and "limit is 1000 bytes" in r.json()["detail"]
 

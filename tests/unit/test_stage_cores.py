@@ -21,10 +21,10 @@ def test_fit_then_sample_into_a_folder(tiny_images, tmp_path):
     assert (tmp_path / "generator.pt").exists() and not (tmp_path / "checkpoint.pt").exists()
 
     out = tmp_path / "samples"
-    rec = sample_into(out, load_generator(tmp_path / "generator.pt"), np.array([0, 0, 1]), 2, seed=5, per_row=2,
-                      class_names=["a", "b"])
+    rec = sample_into(out, load_generator(tmp_path / "generator.pt"), np.array([0, 0, 1]), ["a", "b"], seed=5,
+                      per_row=2, pngs=True)
     assert rec["n"] == 3 and (out / "grid.png").exists() and len(list((out / "a").glob("*.png"))) == 2
     with np.load(out / "samples.npz") as z:
         assert np.array_equal(z["images"], gen.sample([0, 0, 1], seed=5)) and z["labels"].tolist() == [0, 0, 1]
     with pytest.raises(ConfigError, match="cvae sampling takes no steps"):  # cvae declares no sampling knobs
-        sample_into(out, gen, np.array([0]), 2, seed=0, per_row=1, steps=10)
+        sample_into(out, gen, np.array([0]), ["a", "b"], seed=0, per_row=1, steps=10)

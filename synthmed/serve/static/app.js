@@ -56,7 +56,7 @@ async function showRuns() {
 }
 
 // -- run view ------------------------------------------------------------------------------------
-const state = { run: null, generators: [], classifiers: [] };
+const state = { run: null, generators: [], classifiers: [], classNames: [] };
 
 function summaryTable(metric, rows) {
   const head = el("tr", {}, ...["condition", "generator", "n seeds", "mean", "95 % CI", "Δ vs real"].map((h) => el("th", { text: h })));
@@ -98,15 +98,26 @@ function renderReport(report) {
   } else fid.append(el("p", { class: "muted", text: "No fidelity metrics in this run." }));
   const grids = $("#sample-grids");
   grids.replaceChildren();
+  const rows = state.classNames.length ? ` — rows, top to bottom: ${state.classNames.join(", ")}` : " — one row per class";
+  if (report.side_by_side) {  // a labelled figure: shown at its full width
+    grids.append(el("figure", { class: "figure" }, el("img", { src: report.side_by_side, alt: "real vs generators" }),
+      el("figcaption", { text: "real vs every generator, one row per class (labelled)" })));
+  }
   for (const g of report.generators || []) {
     if (!g.samples) continue;
-    grids.append(el("div", { class: "card" }, el("p", { text: `${g.label} (${g.family}, seed ${g.seed}) — one row per class` }),
-      el("img", { src: g.samples, alt: `${g.label} samples` })));
+    grids.append(el("figure", { class: "figure grid" }, el("img", { src: g.samples, alt: `${g.label} samples` }),
+      el("figcaption", { text: `${g.label} (${g.family}, seed ${g.seed})${rows}` })));
   }
-  if (report.side_by_side) {
-    grids.append(el("div", { class: "card" }, el("p", { text: "real vs every generator, per class" }),
-      el("img", { src: report.side_by_side, alt: "real vs generators" })));
+}
+
+// Clear everything a previous run left on the page, so an error never sits above stale tables.
+function clearRunView() {
+  for (const id of ["#summary-tables", "#fidelity-table", "#sample-grids", "#cls-conditions", "#cls-warnings"]) {
+    $(id).replaceChildren();
   }
+  $("#run-title").textContent = "";
+  $("#run-meta").textContent = "";
+  $("#cls-warnings").hidden = true;
 }
 
 function fillGenerators() {
@@ -142,22 +153,25 @@ function fillClassifiers() {
 
 async function showRun(name) {
   $("#runs-view").hidden = true;
-  $("#run-view").hidden = false;
+  $("#run-view").hidden = true;  // shown once the run's facts have loaded
   $("#gen-output").hidden = true;
   $("#cls-output").hidden = true;
+  clearRunView();
   state.run = name;
-  $("#run-title").textContent = name;
   const enc = encodeURIComponent(name);
   const [detail, gens, clfs] = await Promise.all([
     api(`/api/runs/${enc}`).then((r) => r.json()),
     api(`/api/runs/${enc}/generators`).then((r) => r.json()),
     api(`/api/runs/${enc}/classifiers`).then((r) => r.json()),
   ]);
+  $("#run-title").textContent = name;
+  $("#run-view").hidden = false;
   const man = detail.manifest;
   const ds = (man.config || {}).dataset || {};
   $("#run-meta").textContent = `study ${man.study} · ${ds.name} ${ds.size} px · seeds ${JSON.stringify(man.seeds)} · ` +
     `finished ${man.finished_at} · ${detail.results.length} result rows`;
   state.generators = gens;
+  state.classNames = gens.length ? gens[0].classes : [];
   state.classifiers = clfs;
   fillGenerators();
   fillClassifiers();
@@ -243,6 +257,9 @@ async function classify() {
         return el("td", { class: "num" }, bar, num(r.probabilities[c]));
       }), el("td", { class: "pred", text: r.predicted })));
     $("#cls-table tbody").replaceChildren(...rows);
+    const warn = $("#cls-warnings");
+    warn.replaceChildren(...(out.warnings || []).map((w) => el("p", { text: `⚠ ${w}` })));
+    warn.hidden = !(out.warnings || []).length;
     $("#cls-status").textContent = `input converted to ${out.image_shape.join("×")}`;
     $("#cls-output").hidden = false;
   } catch (e) {
@@ -259,7 +276,12 @@ async function route() {
   const m = /^#\/run\/(.+)$/.exec(location.hash);
   try {
     if (m) await showRun(decodeURIComponent(m[1])); else await showRuns();
-  } catch (e) { showError(e.message); }
+  } catch (e) {  // the error alone: no half-loaded or previous run under it
+    $("#run-view").hidden = true;
+    $("#runs-view").hidden = true;
+    clearRunView();
+    showError(e.message);
+  }
 }
 
 async function pollHealth() {

@@ -30,20 +30,20 @@ def label_plan(cfg: Config, train) -> np.ndarray:
                                 balanced=cfg.balanced)
 
 
-def save_samples(folder: Path, images: np.ndarray, labels: np.ndarray, num_classes: int, *, per_row: int,
-                 class_names: list[str] | None = None) -> None:
-    """``samples.npz`` (images, labels) and ``grid.png``; with ``class_names`` also one PNG per image
-    in a folder per class."""
+def save_samples(folder: Path, images: np.ndarray, labels: np.ndarray, class_names, *, per_row: int,
+                 pngs: bool = False) -> None:
+    """``samples.npz`` (images, labels) and ``grid.png`` (rows labelled by class); with ``pngs`` also
+    one PNG per image in a folder per class."""
     folder = Path(folder)
-    if class_names is not None:
+    if pngs:
         for i, (img, lab) in enumerate(zip(images, labels)):
             write_bytes_atomic(folder / class_names[lab] / f"{i:06d}.png", png_bytes(img))
     write_npz_atomic(folder / SAMPLES_FILE, images=images, labels=np.asarray(labels).astype(np.int64))
-    save_png(folder / GRID_FILE, class_rows_grid(images, labels, num_classes, per_row), scale=2)
+    save_png(folder / GRID_FILE, class_rows_grid(images, labels, len(class_names), per_row, class_names), scale=2)
 
 
-def sample_into(folder: Path, gen, labels: np.ndarray, num_classes: int, *, seed: int, per_row: int,
-                class_names: list[str] | None = None, **knobs: Any) -> dict[str, Any]:
+def sample_into(folder: Path, gen, labels: np.ndarray, class_names, *, seed: int, per_row: int, pngs: bool = False,
+                **knobs: Any) -> dict[str, Any]:
     """Sample ``gen`` for ``labels`` (``knobs``: the family's declared ``sample_knobs``) and save them."""
     from synthmed.errors import ConfigError
 
@@ -54,7 +54,7 @@ def sample_into(folder: Path, gen, labels: np.ndarray, num_classes: int, *, seed
     t0 = time.perf_counter()
     images = gen.sample(labels, seed=seed, **knobs)
     wall = time.perf_counter() - t0
-    save_samples(folder, images, labels, num_classes, per_row=per_row, class_names=class_names)
+    save_samples(folder, images, labels, class_names, per_row=per_row, pngs=pngs)
     return {"n": int(len(labels)), "wall_s": wall, "images_per_s": len(labels) / max(wall, 1e-9)}
 
 
@@ -71,4 +71,4 @@ def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict
     provenance = find_provenance(inputs["generator"])
     if provenance is not None:  # a samples folder says which split its generator trained on
         write_provenance(folder, provenance)
-    return sample_into(folder, gen, label_plan(cfg, train), train.num_classes, seed=cfg.seed, per_row=10)
+    return sample_into(folder, gen, label_plan(cfg, train), train.class_names, seed=cfg.seed, per_row=10)

@@ -76,8 +76,8 @@ def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict
         from synthmed.generators import load_generator
 
         gen = load_generator(path if path.suffix == ".pt" else path / GENERATOR_FILE)
-        S.sample_into(folder, gen, labels, train.num_classes, seed=cfg.seed, per_row=10)
+        S.sample_into(folder, gen, labels, train.class_names, seed=cfg.seed, per_row=10)
     else:
         images = _pick(path / SAMPLES_FILE if path.is_dir() else path, labels, train)
-        S.save_samples(folder, images, labels, train.num_classes, per_row=10)
+        S.save_samples(folder, images, labels, train.class_names, per_row=10)
     return {"n": int(len(labels)), "source": str(path), "provenance": provenance}

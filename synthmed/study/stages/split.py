@@ -30,7 +30,7 @@ def make_split_into(folder: Path | None, data: LabeledImages, *, shots: int, see
     if folder is not None:
         manifest.to_json(Path(folder) / SPLIT_FILE)
         train = manifest.apply(data)["train"]
-        save_png(Path(folder) / EXAMPLES_FILE, class_rows_grid(train.images, train.labels, train.num_classes, 8), scale=2)
+        save_png(Path(folder) / EXAMPLES_FILE, class_rows_grid(train.images, train.labels, train.num_classes, 8, train.class_names), scale=2)
     return manifest, {
         "dataset_checksum": data.checksum,
         "class_names": list(data.class_names),
