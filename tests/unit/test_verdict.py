@@ -78,3 +78,12 @@ def test_tiny_heldout_set_uses_the_smallest_usable_alpha_with_a_note():
     assert usable_alpha(0.01, 1000) == (0.01, None)
     alpha, note = usable_alpha(0.01, 50)
     assert alpha == pytest.approx(min_alpha(50)) and "smallest usable" in note and "|H| = 50" in note
+
+
+def test_five_draws_answer_with_a_corrected_interval_and_the_mde():
+    block = verdict_block(_study(health={"good": 0, "flat": 0}), {"stages": []})
+    assert block["answers"] and "paired over 5 k-shot draws" in block["headline"]
+    line = {ln["generator"]: ln for ln in block["lines"]}
+    assert line["good"]["verdict"] == "helps" and "family-wise 95 % CI" in line["good"]["details"][0]
+    assert "MDE at n = 5" in line["good"]["details"][0] and "macro_f1" not in line["good"]["details"][0]
+    assert "Holm–Bonferroni over 4 comparison(s)" in block["note"]
