@@ -309,6 +309,8 @@ def evaluate(
     total: int = typer.Option(1200, "--total", help="Synthetic images added, balanced per class."),
     ratios: Optional[str] = typer.Option(None, "--ratios", help="Also sweep real+synthetic at these ratios, e.g. 0.5,1,2,5,10."),
     classifier_steps: Optional[int] = typer.Option(None, "--classifier-steps"),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the k-shot split the generator trained on (its provenance.json says which)."),
+    allow_unknown_provenance: bool = typer.Option(False, "--allow-unknown-provenance", help="Accept samples without provenance.json (the report then says leakage cannot be ruled out)."),
     out: Optional[Path] = typer.Option(None, "--out"),
     data_dir: Optional[Path] = DataDir,
     no_progress: bool = typer.Option(False, "--no-progress"),
@@ -320,9 +322,9 @@ def evaluate(
     study = {
         "name": f"evaluate-{data}-{shots}shot",
         "dataset": {"name": data, "size": size},
-        "split": {"shots": shots},
+        "split": {"shots": shots, "per_seed": False, "seed": split_seed},  # the generator's own split, every seed
         "generators": [],
-        "samples": [{"path": str(p)} for p in samples],
+        "samples": [{"path": str(p), "allow_unknown_provenance": allow_unknown_provenance} for p in samples],
         **({"conditions": [c.strip() for c in conditions.split(",") if c.strip()]} if conditions else {}),
         "seeds": list(range(seeds)),
         "synthetic": {"total": total, "ratios": [float(r) for r in ratios.split(",")] if ratios else []},

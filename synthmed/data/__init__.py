@@ -18,10 +18,10 @@ from synthmed.data.registry import (
     resolve_data_dir,
     save_examples_grid,
 )
-from synthmed.data.splits import SplitManifest, make_split
+from synthmed.data.splits import HeldoutDesign, SplitManifest, make_heldout_design, make_split
 from synthmed.data.types import LabeledImages
 
 __all__ = [
-    "DatasetInfo", "LabeledImages", "SplitManifest", "dataset_names", "describe_dataset", "list_datasets",
-    "load_dataset", "make_split", "resolve_data_dir", "save_examples_grid",
+    "DatasetInfo", "HeldoutDesign", "LabeledImages", "SplitManifest", "dataset_names", "describe_dataset",
+    "list_datasets", "load_dataset", "make_heldout_design", "make_split", "resolve_data_dir", "save_examples_grid",
 ]

@@ -361,3 +361,109 @@ def make_split(
         indices={s: sorted(int(i) for i in splits[s]) for s in SPLIT_NAMES},
         counts=counts, duplicates=report,
     )
+
+
+# ----------------------------------------------------------------------------- held-out reference design
+
+HELDOUT_SETS = ("heldout", "reference", "extractor")
+DEFAULT_HELDOUT = 1000  # |H| = |R| when the pool allows; the synthetic set scored against R has |H| images
+HELDOUT_MAX_SHARE = 0.25  # H and R each take at most a quarter of the eligible pool, so E keeps ≥ half
+
+
+class HeldoutDesign(BaseModel):
+    """Disjoint real sets carved out of a split's training pool (never val/test, never the k-shot images).
+
+    - ``heldout`` (H): held-out real images: the "perfect generator" stand-in, the fidelity floor
+      (H vs R), the class-faithfulness floor and the copy detector's null set. Seen by no model.
+    - ``reference`` (R): the fidelity reference every synthetic set and the floor are compared with.
+    - ``extractor`` (E): the rest of the pool, for training the domain feature extractor/classifier.
+
+    Units (exact duplicates, shared groups) are never cut across H, R and E, and no unit of H or R
+    holds a k-shot training image (a copy or same-patient image in H would fake a memorized sample).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int = 1
+    split_hash: str
+    seed: int
+    requested: dict[str, int]  # heldout, reference as asked
+    indices: dict[str, list[int]]  # heldout, reference, extractor: sorted row indices into the dataset
+    counts: dict[str, dict[str, int]]  # set → class name → images
+    shrunk: bool
+    note: str
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.indices.items()}
+
+    def apply(self, data: LabeledImages) -> dict[str, LabeledImages]:
+        """H, R and E as ``LabeledImages`` (keys ``heldout``, ``reference``, ``extractor``)."""
+        return {k: data.subset(np.asarray(self.indices[k], dtype=np.int64)) for k in HELDOUT_SETS}
+
+
+def make_heldout_design(manifest: SplitManifest, data: LabeledImages, *, n_heldout: int = DEFAULT_HELDOUT,
+                        n_reference: int | None = None, seed: int | None = None) -> HeldoutDesign:
+    """Carve H, R and E out of ``manifest``'s training pool, seeded and stratified by class.
+
+    Args:
+        manifest: the split (its ``train_pool`` minus its k-shot ``train`` is the eligible pool).
+        data: the dataset the manifest was made from (checked).
+        n_heldout: requested |H| (default 1000); each class gets its share of the eligible pool.
+        n_reference: requested |R| (default = |H|, the matched-size design).
+        seed: default the manifest's seed; same manifest + seed ⇒ the same design.
+
+    Returns:
+        The design. When the pool is small (H or R would exceed a quarter of the eligible pool),
+        both shrink to that quarter, ``shrunk`` is True and ``note`` says what was used and that
+        the fidelity intervals widen roughly as 1/√|H|.
+    """
+    manifest.check(data)
+    n_reference = n_heldout if n_reference is None else n_reference
+    if n_heldout < 2 or n_reference < 2:
+        raise ConfigError(f"n_heldout and n_reference must be ≥ 2; got {n_heldout}, {n_reference}")
+    seed = manifest.seed if seed is None else int(seed)
+    hashes = pixel_hashes(data.images)
+    groups = None if data.groups is None else np.asarray(data.groups).astype(str)
+    units = leakage_units(groups, hashes)
+    train = np.asarray(manifest.indices["train"], dtype=np.int64)
+    pool = np.setdiff1d(np.asarray(manifest.indices["train_pool"], dtype=np.int64), train)
+    tainted = np.isin(units[pool], units[train])  # duplicates / same group as a k-shot image: E only
+    eligible = pool[~tainted]
+    cap = int(HELDOUT_MAX_SHARE * len(eligible))
+    sizes = {"heldout": min(n_heldout, cap), "reference": min(n_reference, cap)}
+    if min(sizes.values()) < 2:
+        raise SplitError(f"only {len(eligible)} training-pool images lie outside the k-shot draw; a held-out design "
+                         f"needs ≥ 8; lower --shots or use a larger dataset")
+    picked = _draw_heldout(eligible, data.labels, units, sizes, np.random.default_rng(seed))
+    picked["extractor"] = np.setdiff1d(pool, np.concatenate([picked["heldout"], picked["reference"]]))
+    shrunk = sizes != {"heldout": n_heldout, "reference": n_reference}
+    note = (f"pool of {len(eligible)} eligible images: H and R shrunk to {sizes['heldout']} and {sizes['reference']} "
+            f"(asked {n_heldout}, {n_reference}; each ≤ {HELDOUT_MAX_SHARE:.0%} of the pool); fidelity intervals widen "
+            f"about √({n_heldout}/{sizes['heldout']}) = {np.sqrt(n_heldout / sizes['heldout']):.1f}×") if shrunk else ""
+    names = manifest.class_names
+    return HeldoutDesign(split_hash=manifest.hash, seed=seed, requested={"heldout": n_heldout, "reference": n_reference},
+                         indices={k: sorted(int(i) for i in picked[k]) for k in HELDOUT_SETS},
+                         counts={k: _class_counts(picked[k], data.labels, names) for k in HELDOUT_SETS},
+                         shrunk=shrunk, note=note)
+
+
+def _draw_heldout(eligible: np.ndarray, labels: np.ndarray, units: np.ndarray, sizes: dict[str, int],
+                  rng) -> dict[str, np.ndarray]:
+    """Whole units, in seeded order, into H then R while their class quota (the pool's class share) has room."""
+    share = np.bincount(labels[eligible], minlength=int(labels.max()) + 1) / len(eligible)
+    quota = {k: np.floor(share * n + 0.5).astype(int) for k, n in sizes.items()}  # per class, half up
+    unit_ids, inverse = np.unique(units[eligible], return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    by_unit = np.split(eligible[order], np.cumsum(np.bincount(inverse))[:-1])  # members of each unit
+    got = {k: [] for k in sizes}
+    filled = {k: np.zeros_like(quota[k]) for k in sizes}
+    for u in rng.permutation(len(unit_ids)):
+        members = by_unit[u]
+        need = np.bincount(labels[members], minlength=len(share))
+        for k in sizes:
+            if np.all(filled[k] + need <= quota[k]):
+                got[k].append(members)
+                filled[k] += need
+                break
+    return {k: np.sort(np.concatenate(v)) if v else np.zeros(0, np.int64) for k, v in got.items()}

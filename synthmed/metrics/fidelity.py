@@ -279,3 +279,197 @@ def fidelity_report(real_feats: np.ndarray, real_labels: np.ndarray, fake_feats:
                                         fake_logits=fake_logits, **kwargs),
         "real_floor": floor,
     }
+
+
+# -- matched-size design against the held-out floor (issue 12) ----------------------------------------------
+#
+# Every generator metric compares a synthetic set S of |H| images with the reference R; the floor is
+# the held-out real set H against the same R (H, R from ``synthmed.data.make_heldout_design``), so
+# both carry the same small-sample bias. Intervals come from half-sampling: B times, a random half of
+# each set is drawn (R's half shared by S and H, so the two are paired), the metric recomputed, and
+# the spread of those values around their mean is put around the full-size value. For a smooth
+# statistic the variance of a half-sample estimate around the full-sample one equals the full-sample
+# variance (σ²/m − σ²/n = σ²/n at m = n/2; Efron's half-sampling), while the recentring removes the
+# extra small-sample bias of FID at n/2.
+
+KEY_DENSITY, KEY_COVERAGE = "density", "coverage"
+MATCHED_METRICS = (KEY_FID, KEY_KID_MEAN, KEY_PRECISION, KEY_RECALL, KEY_DENSITY, KEY_COVERAGE)
+LOWER_IS_BETTER = frozenset({KEY_FID, KEY_KID_MEAN})
+NO_RATIO = frozenset({KEY_KID_MEAN})  # unbiased MMD²: the floor is ≈ 0 (even < 0), so only the difference reads
+PRDC_K = 5  # Naeem et al. 2020's recommended neighbourhood for density/coverage
+HALF_SAMPLES = 100
+IS_NOTE = ("Inception Score is capped at the class count K: a confident classifier on a balanced K-class set "
+           "scores ≈ K whatever the images look like; kept only for comparison with older papers")
+
+
+def features_to_prdc(real_feats: np.ndarray, fake_feats: np.ndarray, *, k: int = PRDC_K) -> dict:
+    """Precision, recall, density and coverage (Naeem et al. 2020) via the authors' ``prdc`` package.
+
+    Density = mean number of real k-NN balls containing a fake sample / k (≈ 1 for matching sets,
+    > 1 when fakes crowd dense regions); coverage = share of real samples whose k-NN ball holds a
+    fake sample (≈ 1 − (1/2)^k for matching sets; robust to outliers unlike recall).
+    """
+    import contextlib
+    import io
+
+    from prdc import compute_prdc
+
+    real, fake = _as_features(real_feats, "real"), _as_features(fake_feats, "fake")
+    _check_pair(real, fake, k + 1, f"density/coverage with k={k}")
+    with contextlib.redirect_stdout(io.StringIO()):  # compute_prdc prints the set sizes
+        out = compute_prdc(real.numpy().astype(np.float32), fake.numpy().astype(np.float32), nearest_k=k)
+    return {KEY_PRECISION: float(out["precision"]), KEY_RECALL: float(out["recall"]),
+            KEY_DENSITY: float(out["density"]), KEY_COVERAGE: float(out["coverage"])}
+
+
+def _pair_metrics(ref: np.ndarray, ref_stats: dict, fake: np.ndarray, k: int) -> dict[str, float]:
+    """All matched metrics of ``fake`` against ``ref`` (R's FID statistics computed once by the caller).
+
+    KID here is the unbiased MMD² of the two whole sets (one subset of the smaller set's size), since
+    the half-sampling already provides the spread that KID's random subsets were meant to give.
+    """
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
+
+    r, f = _as_features(ref, "reference"), _as_features(fake, "synthetic")
+    fid = float(fid_statistics_to_metric(ref_stats, fid_features_to_statistics(f), verbose=False)[KEY_METRIC_FID])
+    kid = kid_features_to_metric(f, r, kid_subsets=1, kid_subset_size=min(len(r), len(f)), rng_seed=0, verbose=False)
+    return {KEY_FID: fid, KEY_KID_MEAN: float(kid[KEY_METRIC_KID_MEAN]), **features_to_prdc(r, f, k=k)}
+
+
+def _both(ref: np.ndarray, held: np.ndarray, fake: np.ndarray, k: int) -> tuple[dict, dict]:
+    from torch_fidelity.metric_fid import fid_features_to_statistics
+
+    stats_r = fid_features_to_statistics(_as_features(ref, "reference"))
+    return _pair_metrics(ref, stats_r, fake, k), _pair_metrics(ref, stats_r, held, k)
+
+
+BOUNDED = frozenset({KEY_PRECISION, KEY_RECALL, KEY_COVERAGE})  # shares in [0, 1]
+
+
+def _recentred(full: float, subs: np.ndarray, confidence: float, bounded: bool = False) -> list[float]:
+    q = np.quantile(subs - subs.mean(), [(1 - confidence) / 2, (1 + confidence) / 2])
+    lo, hi = float(full + q[0]), float(full + q[1])
+    return [max(lo, 0.0), min(hi, 1.0)] if bounded else [lo, hi]
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return float(a / b) if b > 0 else None
+
+
+def _metric_entry(name: str, syn: float, floor: float, syn_subs, floor_subs, confidence: float) -> dict:
+    """One metric: synthetic and floor values with intervals, difference, ratio, and the at-floor call."""
+    syn_subs, floor_subs = np.asarray(syn_subs), np.asarray(floor_subs)
+    floor_ci = _recentred(floor, floor_subs, confidence, name in BOUNDED)
+    entry = {"synthetic": syn, "synthetic_ci": _recentred(syn, syn_subs, confidence, name in BOUNDED), "floor": floor,
+             "floor_ci": floor_ci, "difference": syn - floor,
+             "difference_ci": _recentred(syn - floor, syn_subs - floor_subs, confidence),
+             "lower_is_better": name in LOWER_IS_BETTER, "ratio": None, "ratio_ci": None, "floor_ratio_ci": None,
+             "at_floor": bool(floor_ci[0] <= syn <= floor_ci[1]),
+             # neutral words: density above 1 or FD below the floor are not simply "better"
+             "position": "at floor" if floor_ci[0] <= syn <= floor_ci[1] else
+             ("above floor" if syn > floor_ci[1] else "below floor")}
+    ratio = None if name in NO_RATIO else _ratio(syn, floor)
+    if ratio is not None and np.all(floor_subs > 0):
+        entry.update(ratio=ratio, ratio_ci=_recentred(ratio, syn_subs / floor_subs, confidence),
+                     floor_ratio_ci=[floor_ci[0] / floor, floor_ci[1] / floor])
+    return entry
+
+
+def _match_size(fake: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Indices of ``n`` rows of ``fake`` (all of them, in order, when it has exactly n)."""
+    if len(fake) == n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(len(fake), size=n, replace=False))
+
+
+def matched_fidelity(reference_feats: np.ndarray, heldout_feats: np.ndarray, synthetic_feats: np.ndarray, *,
+                     n_subsets: int = HALF_SAMPLES, confidence: float = 0.95, k: int = PRDC_K, seed: int = 0,
+                     extractor=None, synthetic_logits: np.ndarray | None = None,
+                     heldout_logits: np.ndarray | None = None) -> dict:
+    """FD, KID, precision, recall, density, coverage of S vs R beside the floor H vs R, at |S| = |H|.
+
+    Args:
+        reference_feats: ``(|R|, D)`` features of R.
+        heldout_feats: ``(|H|, D)`` features of H (same extractor; the extractor never trained on H or R).
+        synthetic_feats: ``(N, D)`` features of the synthetic set. N > |H|: a seeded random |H| are
+            scored; N < |H|: a seeded random N of H are used for the floor instead (sizes stay matched).
+        n_subsets: half-samples for the intervals (default 100).
+        confidence: interval level (default 0.95).
+        k: neighbourhood for precision/recall/density/coverage (default 5).
+        seed: seed for size matching and half-sampling.
+        extractor: the FeatureExtractor (or its ``describe()`` dict), recorded.
+        synthetic_logits, heldout_logits: optional class logits for the (demoted) Inception Score.
+
+    Returns:
+        JSON-ready dict: sizes, ``metrics`` = {name: {synthetic, synthetic_ci, floor, floor_ci,
+        difference, difference_ci, ratio, ratio_ci, floor_ratio_ci, lower_is_better, at_floor}},
+        ``inception_score`` (with its cap note) and ``note``. ``at_floor``: the synthetic value lies
+        inside the floor's interval. ``ratio`` = synthetic / floor (None for KID, whose floor is ≈ 0).
+    """
+    if n_subsets < 10:
+        raise ConfigError(f"n_subsets must be ≥ 10 for an interval; got {n_subsets}")
+    ref, held, fake = (np.asarray(x, dtype=np.float64) for x in (reference_feats, heldout_feats, synthetic_feats))
+    n = min(len(held), len(fake))
+    fake_idx, held_idx = _match_size(fake, n, seed), _match_size(held, n, seed + 1)
+    fake, held = fake[fake_idx], held[held_idx]
+    half, half_r = n // 2, len(ref) // 2
+    if min(half, half_r) < k + 1:
+        raise ConfigError(f"matched fidelity needs ≥ {2 * (k + 1)} images in H, R and the synthetic set; got "
+                          f"|H|={len(held)}, |R|={len(ref)}, synthetic={len(synthetic_feats)}")
+    syn, floor = _both(ref, held, fake, k)
+    rng = np.random.default_rng(seed)
+    subs = {"syn": {m: [] for m in MATCHED_METRICS}, "floor": {m: [] for m in MATCHED_METRICS}}
+    for _ in range(n_subsets):
+        r, h, s = (rng.choice(m, size=c, replace=False) for m, c in ((len(ref), half_r), (n, half), (n, half)))
+        s_j, f_j = _both(ref[r], held[h], fake[s], k)
+        for m in MATCHED_METRICS:
+            subs["syn"][m].append(s_j[m])
+            subs["floor"][m].append(f_j[m])
+    notes = [] if n == len(synthetic_feats) == len(heldout_feats) else [
+        f"sizes matched at {n}: {len(synthetic_feats)} synthetic and {len(heldout_feats)} held-out images given"]
+    out = {**extractor_facts(extractor), "n_synthetic": n, "n_heldout": n, "n_reference": len(ref), "k": k,
+           "confidence": confidence, "n_subsets": n_subsets,
+           "interval_method": "half-sampling, recentred on the full-size value (R's half shared by S and H)",
+           "metrics": {m: _metric_entry(m, syn[m], floor[m], subs["syn"][m], subs["floor"][m], confidence)
+                       for m in MATCHED_METRICS},
+           "inception_score": _inception_entry(synthetic_logits, fake_idx, heldout_logits, held_idx, seed),
+           "note": "; ".join(notes)}
+    return out
+
+
+def _inception_entry(syn_logits, syn_idx, held_logits, held_idx, seed: int) -> dict | None:
+    if syn_logits is None:
+        return None
+    out = {"synthetic": logits_to_inception_score(np.asarray(syn_logits)[syn_idx], seed=seed),
+           "cap": int(np.asarray(syn_logits).shape[1]), "note": IS_NOTE}
+    if held_logits is not None:
+        out["floor"] = logits_to_inception_score(np.asarray(held_logits)[held_idx], seed=seed)
+    return out
+
+
+def matched_fidelity_per_class(reference_feats: np.ndarray, reference_labels: np.ndarray, heldout_feats: np.ndarray,
+                               heldout_labels: np.ndarray, synthetic_feats: np.ndarray, synthetic_labels: np.ndarray,
+                               *, class_names: tuple[str, ...] | list[str] | None = None, **kwargs) -> dict[str, dict]:
+    """``matched_fidelity`` within each class: S_c vs R_c beside its own floor H_c vs R_c.
+
+    Returns:
+        ``{class_name: result}``; a class too small to score gets ``{"skipped": reason, sizes}``.
+        The Inception Score is overall only: logits are refused here.
+    """
+    if {"synthetic_logits", "heldout_logits"} & set(kwargs):
+        raise ConfigError("per-class fidelity takes no logits; the Inception Score is computed overall only")
+    y = {k: np.asarray(v) for k, v in (("r", reference_labels), ("h", heldout_labels), ("s", synthetic_labels))}
+    if (len(y["r"]), len(y["h"]), len(y["s"])) != (len(reference_feats), len(heldout_feats), len(synthetic_feats)):
+        raise DataFormatError("labels must have one entry per feature row (reference, held-out and synthetic)")
+    top = int(max(v.max(initial=-1) for v in y.values()))
+    names = list(class_names) if class_names else [str(c) for c in range(top + 1)]
+    out = {}
+    for c, name in enumerate(names):
+        r, h, s = (np.asarray(f)[y[key] == c] for f, key in ((reference_feats, "r"), (heldout_feats, "h"),
+                                                              (synthetic_feats, "s")))
+        try:
+            out[name] = matched_fidelity(r, h, s, **kwargs)
+        except ConfigError as e:
+            out[name] = {"skipped": str(e), "n_reference": len(r), "n_heldout": len(h), "n_synthetic": len(s)}
+    return out

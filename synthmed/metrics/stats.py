@@ -9,8 +9,10 @@ degenerate cases (n = 1, zero variance) say so instead of printing a NaN.
   t-interval, and a p-value from the paired t-test (``scipy.stats.ttest_rel``) or the Wilcoxon
   signed-rank test (``scipy.stats.wilcoxon``). Note that with n = 5 the exact two-sided Wilcoxon
   p-value cannot go below 2/2⁵ = 0.0625, so it never reaches 0.05 at five seeds.
-- ``gap_closed``: (cond − real) / (all_real − real): 0 = no better than the k-shot baseline,
-  1 = as good as training on the full real split.
+- ``gap_closed``: (cond − real) / |all_real − real|: 0 = no better than the k-shot baseline,
+  1 = a gain as large as the gap to training on the full real split; the sign is the gain's sign.
+- ``holm_bonferroni``, ``minimum_detectable_effect``, ``gain_verdict``, ``family_verdicts``: the
+  corrected verdicts "helps / does not help / cannot tell" over a family of comparisons.
 """
 
 from __future__ import annotations
@@ -137,15 +139,134 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], *, test: Literal["
 
 
 def gap_closed(cond: float, real: float, all_real: float, *, eps: float = 1e-12) -> float | None:
-    """Share of the k-shot → full-data gap that a condition closes: (cond − real) / (all_real − real).
+    """Share of the k-shot → full-data gap that a condition closes: (cond − real) / |all_real − real|.
 
-    Returns None when ``all_real`` equals ``real`` (|gap| ≤ eps): there is no gap to close, and
-    dividing would print an infinity.
+    Defined for every sign: the numerator's sign always says whether the condition beats the k-shot
+    baseline (> 0) or not (< 0), and 1 means a gain as large as the gap. When the all-real ceiling
+    scores *below* the baseline (an under-trained ceiling), the old (cond − real)/(all_real − real)
+    flipped sign, so a gain read as a loss; here it stays a gain, in units of |gap| (see
+    ``gap_closed_detail`` for the note saying the ceiling is broken). None when |gap| ≤ eps.
     """
     gap = float(all_real) - float(real)
     if abs(gap) <= eps:
         return None
-    return (float(cond) - float(real)) / gap
+    return (float(cond) - float(real)) / abs(gap)
+
+
+def gap_closed_detail(cond: float, real: float, all_real: float, *, eps: float = 1e-12) -> dict:
+    """``{"value", "gap", "note"}``: ``gap_closed`` plus the gap and a note when it cannot be read as a share."""
+    gap = float(all_real) - float(real)
+    value = gap_closed(cond, real, all_real, eps=eps)
+    note = ("no gap: all-real scores the same as real" if value is None else
+            "the all-real ceiling scores below real (under-trained ceiling): value is the gain in units of |gap|"
+            if gap < 0 else "")
+    return {"value": value, "gap": gap, "note": note}
+
+
+# -- multiple comparisons, power, verdicts (issue 12) ------------------------------------------------------
+
+POWER = 0.8
+MIN_USEFUL_GAIN = 0.01  # one point of ROC-AUC/macro-F1: a corrected CI entirely below it "does not help"
+VERDICT_HELPS, VERDICT_NO, VERDICT_UNSURE = "helps", "does not help", "cannot tell"
+
+
+def holm_bonferroni(p_values: Sequence[float | None], *, alpha: float = ALPHA) -> dict:
+    """Holm's step-down correction over a family of p-values (None = no test; left out of the family).
+
+    Hand-written (10 lines) rather than adding statsmodels for ``multipletests(method="holm")``.
+    Sorted p_(1) ≤ … ≤ p_(m) are tested at α/m, α/(m−1), …, α; testing stops at the first failure.
+
+    Returns:
+        ``{"adjusted": [...], "reject": [...], "level": [...], "m": m, "alpha": α}`` in input order:
+        Holm-adjusted p-values (max over i ≤ rank of (m − i + 1)·p_(i), capped at 1), the decision,
+        and the significance level each hypothesis is judged at for its confidence interval: its Holm
+        step level α/(m − rank + 1) when rejected, else the Bonferroni level α/m (so an interval from
+        the same t-test excludes 0 exactly when Holm rejects).
+    """
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha must be in (0, 1); got {alpha}")
+    present = [i for i, p in enumerate(p_values) if p is not None]
+    m = len(present)
+    adjusted, reject, level = [None] * len(p_values), [False] * len(p_values), [None] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(sorted(present, key=lambda i: p_values[i])):
+        running = max(running, min(1.0, (m - rank) * float(p_values[i])))
+        adjusted[i] = running
+        reject[i] = running < alpha
+        level[i] = alpha / (m - rank) if reject[i] else alpha / m
+    return {"adjusted": adjusted, "reject": reject, "level": level, "m": m, "alpha": alpha}
+
+
+def minimum_detectable_effect(n: int, sd_diff: float | None, *, alpha: float = ALPHA, power: float = POWER) -> float | None:
+    """Smallest mean paired difference a two-sided paired t-test at ``alpha`` detects with ``power``.
+
+    Solves power(δ) = P(|T| > t_{1−α/2, n−1}) = ``power`` with T ~ noncentral t(n − 1, δ√n / sd) for δ
+    (scipy's ``nct``). None when n < 2 or the SD is unknown/zero (nothing to scale by).
+    """
+    from scipy import optimize, stats
+
+    if n < 2 or sd_diff is None or not sd_diff > 0:
+        return None
+    if not (0 < alpha < 1 and 0 < power < 1):
+        raise ConfigError(f"alpha and power must be in (0, 1); got {alpha}, {power}")
+    crit = stats.t.ppf(1 - alpha / 2, n - 1)
+
+    def gap(d: float) -> float:  # d = effect in SD units
+        ncp = d * math.sqrt(n)
+        achieved = stats.nct.sf(crit, n - 1, ncp) + stats.nct.cdf(-crit, n - 1, ncp)
+        return (1.0 if math.isnan(achieved) else achieved) - power  # nct's sf is NaN far in the tail (power → 1)
+
+    hi = 1.0
+    while gap(hi) < 0 and hi < 1e6:  # bracket the root: power rises with the effect
+        hi *= 2
+    return float(optimize.brentq(gap, 1e-9, hi) * sd_diff)
+
+
+def gain_verdict(ci_low: float | None, ci_high: float | None, *, min_useful_gain: float = MIN_USEFUL_GAIN) -> str:
+    """helps: the corrected CI of the gain lies above 0; does not help: it lies below ``min_useful_gain``
+    (a useful gain is ruled out); cannot tell: otherwise, or no interval."""
+    if ci_low is None or ci_high is None:
+        return VERDICT_UNSURE
+    if ci_low > 0:
+        return VERDICT_HELPS
+    if ci_high < min_useful_gain:
+        return VERDICT_NO
+    return VERDICT_UNSURE
+
+
+def family_verdicts(pairs: dict[str, tuple[Sequence[float], Sequence[float]]], *, alpha: float = ALPHA,
+                    power: float = POWER, min_useful_gain: float = MIN_USEFUL_GAIN) -> dict[str, dict]:
+    """One verdict per hypothesis of a family, Holm-corrected.
+
+    Args:
+        pairs: ``{name: (condition values, best-control values)}``, paired by position (seed/draw).
+        alpha: family-wise error rate (default 0.05).
+        power: for the minimum detectable effect (default 0.8).
+        min_useful_gain: the gain below which "does not help" can be concluded.
+
+    Returns:
+        ``{name: {gain, ci_low, ci_high, confidence, p_value, p_holm, reject, n, sd_diff, mde, verdict}}``:
+        the CI is the paired t-interval at the Holm-consistent level (``holm_bonferroni``); ``mde`` is
+        the minimum detectable effect at the Bonferroni level α/m, n and the observed SD of paired
+        differences; ``verdict`` is ``gain_verdict`` of that CI.
+    """
+    comps = {name: paired_comparison(a, b) for name, (a, b) in pairs.items()}
+    holm = holm_bonferroni([c[KEY_P_VALUE] for c in comps.values()], alpha=alpha)
+    m = max(holm["m"], 1)
+    out = {}
+    for j, (name, c) in enumerate(comps.items()):
+        a, b = (np.asarray(x, dtype=np.float64) for x in pairs[name])
+        n, d = c[KEY_N], a - b
+        sd = float(d.std(ddof=1)) if n > 1 else None
+        level = holm["level"][j] if holm["level"][j] is not None else alpha / m
+        lo = hi = None
+        if n > 1:
+            lo, hi = _t_interval(c[KEY_MEAN_DIFF], 0.0 if _flat(d) else sd, n, 1 - level)
+        out[name] = {"gain": c[KEY_MEAN_DIFF], KEY_CI_LOW: lo, KEY_CI_HIGH: hi, KEY_CONFIDENCE: 1 - level,
+                     KEY_P_VALUE: c[KEY_P_VALUE], "p_holm": holm["adjusted"][j], "reject": holm["reject"][j],
+                     KEY_N: n, "sd_diff": sd, "mde": minimum_detectable_effect(n, sd, alpha=alpha / m, power=power),
+                     "verdict": gain_verdict(lo, hi, min_useful_gain=min_useful_gain), KEY_NOTE: c[KEY_NOTE]}
+    return out
 
 
 def _fmt(x: float, scale: float, signed: bool = False) -> str:

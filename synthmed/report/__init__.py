@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from synthmed.report import figures as fig
+from synthmed.report.verdict import verdict_block
 from synthmed.runs import (
     CONTROL,
     FIDELITY_TABLE,
@@ -132,6 +133,8 @@ def gather(run_dir: Path) -> dict[str, Any]:
         "leakage": leakage_text(split_summary.get("duplicates")),
         "split_examples": _b64_file(run_dir / split_stage["folder"] / EXAMPLES_FILE),
         "summaries": summaries,
+        "verdict": verdict_block(rows, manifest),
+        "heldout": split_summary.get("heldout"),
         "lead_metric": "roc_auc" if summaries.get("roc_auc") else "macro_f1",
         "generators": _generator_entries(run_dir, manifest, fakes),
         "fidelity": _fidelity_entries(run_dir, manifest),

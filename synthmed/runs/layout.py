@@ -28,6 +28,8 @@ REPORT_FILE = "report.html"
 # -- stage level ----------------------------------------------------------------------------------
 STAGE_FILE = "stage.json"  # written last: its presence means the stage is done
 SPLIT_FILE = "split.json"
+HELDOUT_FILE = "heldout.json"  # the held-out design (H, R, E) beside split.json
+PROVENANCE_FILE = "provenance.json"  # which split a generator trained on (next to generator.pt)
 EXAMPLES_FILE = "examples.png"
 GENERATOR_FILE = "generator.pt"
 CHECKPOINT_FILE = "checkpoint.pt"  # a generator's resumable checkpoint while it trains
@@ -80,13 +82,28 @@ def stages_done(run_dir: str | Path) -> int:
     return sum(1 for _ in stages.glob(f"*/{STAGE_FILE}")) if stages.is_dir() else 0
 
 
+def find_provenance(path: str | Path) -> dict[str, Any] | None:
+    """The ``provenance.json`` of a generator folder, a samples folder or the folder holding a samples
+    file / checkpoint (which split the generator trained on), or None when there is none."""
+    p = Path(path)
+    candidate = (p if p.is_dir() else p.parent) / PROVENANCE_FILE
+    return json.loads(candidate.read_text()) if candidate.is_file() else None
+
+
 def load_split_sets(split_folder: str | Path, data_dir: str | Path | None = None):
-    """Reload the dataset named in a split stage and apply its manifest → ({train, val, test, train_pool}, record)."""
-    from synthmed.data import SplitManifest, load_dataset
+    """Reload the dataset named in a split stage and apply its manifest → ({train, val, test, train_pool}, record).
+
+    When the split stage recorded a held-out design (``heldout.json``), the sets also hold ``heldout`` (H),
+    ``reference`` (R) and ``extractor`` (E); see ``synthmed.data.make_heldout_design``."""
+    from synthmed.data import HeldoutDesign, SplitManifest, load_dataset
 
     record = read_stage_record(split_folder)
     ds = record["config"]["dataset"]
     data = load_dataset(ds["name"], size=ds["size"], data_dir=data_dir, download=ds["download"],
                         classes=ds["classes"], path=ds["path"])
     manifest = SplitManifest.from_json(Path(split_folder) / SPLIT_FILE)
-    return manifest.apply(data), record
+    sets = manifest.apply(data)
+    design_file = Path(split_folder) / HELDOUT_FILE
+    if design_file.is_file():
+        sets.update(HeldoutDesign.model_validate_json(design_file.read_text()).apply(data))
+    return sets, record

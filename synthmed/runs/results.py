@@ -17,9 +17,12 @@ from synthmed.utils.io import write_json_atomic, write_text_atomic
 HEADLINE_METRICS = ("roc_auc", "macro_f1", "balanced_accuracy", "accuracy")  # AUC and macro-F1 lead (see README)
 # Fidelity keys (metrics.fidelity KEY_*) that become result rows (each also as floor_<key>), and the
 # columns of the report's fidelity table.
-FIDELITY_SCALARS = ("fid", "kid_mean", "precision", "recall", "is_mean")
-FIDELITY_TABLE = ("fid", "kid_mean", "precision", "recall", "f_score", "is_mean")
-FIELDS = ("dataset", "generator", "condition", "seed", "metric", "value")
+FIDELITY_SCALARS = ("fid", "kid_mean", "precision", "recall", "density", "coverage")
+FIDELITY_TABLE = ("fid", "kid_mean", "precision", "recall", "density", "coverage", "is_mean")
+FIELDS = ("dataset", "generator", "condition", "seed", "metric", "value", "cut_by_time")
+TIME_CAP = "max_minutes"  # a stage record's ``stopped_by`` when a wall-clock cap, not its step budget, ended it
+PRIMARY, SECONDARY = "roc_auc", "macro_f1"  # the verdict's metric and the one reported beside it
+HEALTH_FAILED = 2  # the ``health`` row's value for a failed generator (stages.fidelity.HEALTH_CODE)
 
 
 def _classify_rows(base: dict, labels: dict, summary: dict) -> list[dict[str, Any]]:
@@ -39,15 +42,29 @@ def _fidelity_rows(base: dict, labels: dict, summary: dict) -> list[dict[str, An
 ROW_MAKERS = {"classify": _classify_rows, "fidelity": _fidelity_rows}  # stage kind -> its result rows
 
 
+def _cut(rec: dict[str, Any]) -> bool:
+    return (rec.get("summary") or {}).get("stopped_by") == TIME_CAP
+
+
 def collect_results(records: Iterable[dict[str, Any]], dataset: str) -> list[dict[str, Any]]:
-    """Tidy rows from finished stage records (``stage.json`` contents), in the order given."""
+    """Tidy rows from finished stage records (``stage.json`` contents), in the order given.
+
+    ``cut_by_time`` is true on every row a time cap touched: the row's own stage, its generator (same
+    label and seed) or, for fidelity rows, the seed's extractor stopped by ``max_minutes``, not by its
+    step budget; such numbers depend on the machine's speed and are not reproducible."""
+    records = list(records)
+    cut_gens = {(r["labels"].get("generator"), r["labels"].get("seed")) for r in records
+                if r["kind"] == "generator" and _cut(r)}
+    cut_ext = {r["labels"].get("seed") for r in records if r["kind"] == "extractor" and _cut(r)}
     rows: list[dict[str, Any]] = []
     for rec in records:
         make = ROW_MAKERS.get(rec["kind"])
         if make is not None:
             labels = rec["labels"]
             base = {"dataset": dataset, "generator": labels.get("generator", CONTROL), "seed": labels.get("seed")}
-            rows += make(base, labels, rec["summary"])
+            cut = _cut(rec) or (base["generator"], base["seed"]) in cut_gens or \
+                (rec["kind"] == "fidelity" and base["seed"] in cut_ext)
+            rows += [{**r, "cut_by_time": cut} for r in make(base, labels, rec["summary"])]
     return rows
 
 
@@ -112,3 +129,75 @@ def summarize_conditions(rows: list[dict[str, Any]], metric: str) -> list[dict[s
             row["gap_closed"] = gap_closed(mean(vals), mean(base), mean(ceiling))
         out.append(row)
     return out
+
+
+# -- the verdict ----------------------------------------------------------------------------------
+def _mean(d: dict) -> float:
+    return sum(d.values()) / len(d)
+
+
+def _fidelity_means(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per generator: each fidelity/health scalar averaged over seeds (health: the worst seed)."""
+    acc: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        if r["condition"] == FIDELITY:
+            acc.setdefault(r["generator"], {}).setdefault(r["metric"], []).append(r["value"])
+    return {g: {m: (max(v) if m == "health" else sum(v) / len(v)) for m, v in ms.items()} for g, ms in acc.items()}
+
+
+def _best_control(by: dict) -> str | None:
+    from synthmed.conditions import get_condition, list_conditions
+
+    controls = {c: by[(CONTROL, c)] for c in list_conditions() if get_condition(c).is_control and (CONTROL, c) in by}
+    return max(controls, key=lambda c: _mean(controls[c]), default=None)
+
+
+def _family(by: dict, control: dict[int, float], failed: set[str]) -> dict[str, tuple[str, str, list, list]]:
+    """Every (generator, generator condition) pair the verdict family tests, paired with the control by seed."""
+    from synthmed.conditions import get_condition, list_conditions
+
+    gen_conditions = {c for c in list_conditions() if get_condition(c).needs_generator}
+    fam = {}
+    for (gen, cond), vals in sorted(by.items()):
+        if gen == CONTROL or gen in failed or cond not in gen_conditions:
+            continue
+        common = sorted(s for s in vals if s in control)
+        if common:
+            fam[f"{cond} ({gen})"] = (gen, cond, [vals[s] for s in common], [control[s] for s in common])
+    return fam
+
+
+def generator_verdicts(rows: list[dict[str, Any]], metric: str = PRIMARY, *, alpha: float = 0.05) -> dict[str, Any]:
+    """One verdict per generator: the gain of its best generator condition over the best control.
+
+    The family is every (generator, condition that uses a generator) pair of the study, each paired by
+    seed (= by k-shot draw when ``split.per_seed``) with the best control (the control with the highest
+    mean); Holm–Bonferroni over that family (``metrics.stats.family_verdicts``). Each generator's line
+    shows its condition with the largest gain. Generators whose health is ``failed`` stay in the tables
+    but are left out of the family. Returns ``{metric, control, alpha, m, n_draws, generators: {name: ...},
+    excluded: [names], note}``."""
+    from synthmed.metrics.stats import family_verdicts
+
+    by = _by_condition(rows, metric)
+    control = _best_control(by)
+    fid = _fidelity_means(rows)
+    gens = sorted({g for g, _ in by if g != CONTROL} | set(fid))
+    failed = {g for g in gens if fid.get(g, {}).get("health") == HEALTH_FAILED}
+    fam = _family(by, by.get((CONTROL, control), {}), failed) if control else {}
+    tested = family_verdicts({k: (a, b) for k, (_, _, a, b) in fam.items()}, alpha=alpha) if fam else {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, v in tested.items():
+        gen, cond = fam[name][:2]
+        if gen not in out or v["gain"] > out[gen]["gain"]:
+            out[gen] = {**v, "condition": cond}
+    cut = {r["generator"] for r in rows if r.get("cut_by_time") and r["generator"] != CONTROL}
+    for g in gens:
+        entry = out.setdefault(g, {"verdict": "excluded" if g in failed else "cannot tell", "n": 0})
+        entry.update(fidelity=fid.get(g, {}), failed=g in failed, cut_by_time=g in cut)
+    n_draws = max((len(v) for v in by.values()), default=0)  # draws (seeds) the study ran
+    note = (f"Holm–Bonferroni over {len(tested)} comparison(s) (each generator condition vs the best control "
+            f"'{control}', paired by draw, α = {alpha:g})") if tested else "no comparison could be made"
+    if failed:
+        note += f"; excluded (training failed): {', '.join(sorted(failed))}"
+    return {"metric": metric, "control": control, "alpha": alpha, "m": len(tested), "n_draws": n_draws,
+            "generators": out, "excluded": sorted(failed), "note": note}

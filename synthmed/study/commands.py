@@ -18,7 +18,7 @@ import numpy as np
 from synthmed.errors import DataNotFoundError, SynthmedError
 from synthmed.runs.layout import CHECKPOINT_FILE, GENERATOR_FILE
 from synthmed.study.stages.classify import classify_into
-from synthmed.study.stages.generator import fit_generator_into
+from synthmed.study.stages.generator import fit_generator_into, split_provenance, write_provenance
 from synthmed.study.stages.samples import sample_into
 from synthmed.study.stages.split import make_split_into
 from synthmed.utils.io import write_json_atomic
@@ -50,8 +50,8 @@ def train(family: str, data_name: str = "pneumoniamnist", *, shots: int = 50, se
     if resume and not (out / CHECKPOINT_FILE).exists():
         raise SynthmedError(f"nothing to resume: {out / CHECKPOINT_FILE} does not exist; drop --resume to start fresh")
     dist = init_distributed(config["device"])  # one process unless started by torchrun (--devices N)
-    data, _, sets = _split(out if dist.is_main else None, data_name, size=size, data_dir=data_dir, shots=shots,
-                           seed=seed)
+    data, manifest, sets = _split(out if dist.is_main else None, data_name, size=size, data_dir=data_dir, shots=shots,
+                                  seed=seed)
     configure_torch_cpu()
     try:
         gen, record = fit_generator_into(out, family, config, sets["train"], desc=f"train {family}",
@@ -60,6 +60,8 @@ def train(family: str, data_name: str = "pneumoniamnist", *, shots: int = 50, se
         if dist.world_size > 1:
             shutdown_distributed()
     if dist.is_main:  # rank 0 alone writes the run's files
+        write_provenance(out, split_provenance(split_hash=manifest.hash, dataset=data_name, size=size, shots=shots,
+                                               seed=seed, dataset_checksum=data.checksum, family=family))
         write_json_atomic(out / RUN_FILE, {
             **record, "dataset": data_name, "size": size, "shots": shots, "seed": seed, "world_size": dist.world_size,
             "dataset_checksum": data.checksum, "class_names": list(data.class_names), "config": config,
@@ -91,6 +93,11 @@ def sample(run: str | Path, out_dir: str | Path, *, n_per_class: int = 200, seed
     run_json = path.parent / RUN_FILE
     class_names = json.loads(run_json.read_text())["class_names"] if run_json.exists() else [str(i) for i in range(k)]
     configure_torch_cpu()
+    from synthmed.runs import find_provenance
+
+    provenance = find_provenance(path)
+    if provenance is not None:  # the samples folder says which split its generator trained on
+        write_provenance(Path(out_dir), provenance)
     record = sample_into(out_dir, gen, np.repeat(np.arange(k), n_per_class), class_names, seed=seed,
                          per_row=min(n_per_class, 16), pngs=True, **knobs)
     return {**record, "out": str(out_dir), "class_names": class_names}

@@ -77,7 +77,7 @@ class _Seed:
 
 # -- one builder per stage kind --------------------------------------------------------------------
 def split_stage(cfg: StudyConfig, seed: int) -> Stage:
-    split_seed = seed if cfg.split.per_seed else 0
+    split_seed = seed if cfg.split.per_seed else cfg.split.seed
     return _stage("split", f"split seed {split_seed}", split.Config(dataset=cfg.dataset, split=cfg.split, seed=split_seed),
                   seed=seed)
 
@@ -91,18 +91,20 @@ def classify_stage(s: _Seed, condition: str, gen_label: str, samples_: Stage | N
                    label: str | None = None) -> Stage:
     cond = get_condition(condition)
     options = cond.make_options(cond.options_from_study(s.cfg.synthetic.model_dump())).model_dump(mode="json")
-    conf = classify.Config(condition=condition, options=options, classifier=s.classifier, seed=s.seed)
+    fair = s.cfg.ceiling.model_dump() if cond.is_ceiling else None
+    conf = classify.Config(condition=condition, options=options, classifier=s.classifier, seed=s.seed, fair_budget=fair)
     inputs = {"split": s.split, **({"samples": samples_} if samples_ is not None else {})}
     shown = label or condition
     return _stage("classify", f"classify {shown} [{gen_label}] seed {s.seed}", conf, inputs,
                   generator=gen_label, condition=shown, seed=s.seed)
 
 
-def fidelity_stage(s: _Seed, label: str, samples_: Stage) -> Stage:
+def fidelity_stage(s: _Seed, label: str, samples_: Stage, gen: Stage | None = None) -> Stage:
     m = s.cfg.metrics
-    conf = fidelity.Config(fidelity=m.fidelity, memorization=m.memorization, per_class=m.per_class)
-    return _stage("fidelity", f"fidelity {label} seed {s.seed}", conf,
-                  {"split": s.split, "samples": samples_, "extractor": s.extractor}, generator=label, seed=s.seed)
+    conf = fidelity.Config(fidelity=m.fidelity, memorization=m.memorization, per_class=m.per_class,
+                           n_subsets=m.n_subsets, n_boot=m.n_boot, alpha=m.alpha, seed=s.seed)
+    inputs = {"split": s.split, "samples": samples_, "extractor": s.extractor, **({"generator": gen} if gen else {})}
+    return _stage("fidelity", f"fidelity {label} seed {s.seed}", conf, inputs, generator=label, seed=s.seed)
 
 
 def generator_stage(s: _Seed, g: GeneratorSpec) -> Stage:
@@ -121,20 +123,22 @@ def samples_stage(s: _Seed, label: str, gen: Stage, ratio: float | None = None) 
 def samples_file_stage(s: _Seed, spec: SamplesSpec, ratio: float | None = None) -> Stage:
     path = str(Path(spec.path).resolve())
     suffix = "" if ratio is None else f" ratio {ratio:g}"
-    conf = samples_file.Config(**s.samples_conf(ratio).model_dump(), path=path, content=file_identity(path))
+    conf = samples_file.Config(**s.samples_conf(ratio).model_dump(), path=path, content=file_identity(path),
+                               allow_unknown_provenance=spec.allow_unknown_provenance)
     return _stage("samples_file", f"import {spec.display}{suffix} seed {s.seed}", conf, {"split": s.split},
                   generator=spec.display, seed=s.seed)
 
 
 # -- wiring ----------------------------------------------------------------------------------------
-def _downstream(s: _Seed, label: str, samples_: Stage, swept: list[tuple[float, Stage]]) -> list[Stage]:
+def _downstream(s: _Seed, label: str, samples_: Stage, swept: list[tuple[float, Stage]],
+                gen: Stage | None = None) -> list[Stage]:
     """Classifier runs that use a synthetic set, the ratio sweep, and fidelity."""
     out = [classify_stage(s, c, label, samples_) for c in s.cfg.conditions if get_condition(c).needs_generator]
     for c in (c for c in s.cfg.conditions if get_condition(c).ratio_sweep):
         for r, st in swept:
             out += [st, classify_stage(s, c, label, st, label=f"{c}@{r:g}x")]
     if s.extractor is not None:
-        out.append(fidelity_stage(s, label, samples_))
+        out.append(fidelity_stage(s, label, samples_, gen))
     return out
 
 
@@ -145,7 +149,7 @@ def _synthetic_sets(s: _Seed) -> list[Stage]:
         gen = generator_stage(s, g)
         main = samples_stage(s, g.display, gen)
         swept = [(r, samples_stage(s, g.display, gen, r)) for r in s.ratios]
-        stages += [gen, main, *_downstream(s, g.display, main, swept)]
+        stages += [gen, main, *_downstream(s, g.display, main, swept, gen)]
     for spec in s.cfg.samples:
         main = samples_file_stage(s, spec)
         swept = [(r, samples_file_stage(s, spec, r)) for r in s.ratios]
@@ -162,7 +166,9 @@ def expand_study(cfg: StudyConfig) -> list[Stage]:
         split_ = split_stage(cfg, seed)
         ext = extractor_stage(cfg, classifier, split_, seed) if need_extractor else None
         s = _Seed(cfg, seed, classifier, split_, ext)
-        stages += [split_, *([ext] if ext else [])]
+        synthetic = _synthetic_sets(s)
+        imports = [st for st in synthetic if st.kind == "samples_file"]  # right after the split: a leaky import
+        stages += [split_, *imports, *([ext] if ext else [])]  # is refused before any training is spent
         stages += [classify_stage(s, c, CONTROL) for c in cfg.conditions if not get_condition(c).needs_generator]
-        stages += _synthetic_sets(s)
+        stages += [st for st in synthetic if st.kind != "samples_file"]
     return stages

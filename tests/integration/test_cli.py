@@ -60,6 +60,7 @@ def test_evaluate_precomputed_samples_over_two_seeds(smoke_run, tmp_path, data_d
     samples = next(s for s in manifest["stages"] if s["kind"] == "samples")
     src = tmp_path / "mine.npz"
     shutil.copy(run_dir / samples["folder"] / "samples.npz", src)
+    shutil.copy(run_dir / samples["folder"] / "provenance.json", tmp_path)  # made on split seed 0, as evaluate's
     out = tmp_path / "eval"
     res = synthmed("evaluate", src, "--data-dir", data_dir, "--seeds", "2", "--total", "40",
                    "--conditions", "real,real+synthetic", "--classifier-steps", "2", "--out", out, "--no-progress")
@@ -70,12 +71,24 @@ def test_evaluate_precomputed_samples_over_two_seeds(smoke_run, tmp_path, data_d
         ("-", "real", "0"), ("-", "real", "1"), ("mine", "real+synthetic", "0"), ("mine", "real+synthetic", "1")}
     assert any(r["metric"] == "fid" and r["generator"] == "mine" for r in rows)
     assert (out / "report.html").exists() and "95 % CI" in res.stdout
+    assert "id=\"verdict\"" in (out / "report.html").read_text()
+
+
+def test_evaluate_refuses_a_generator_trained_on_another_split(smoke_run, tmp_path, data_dir):
+    run_dir, _, manifest = smoke_run
+    gen = next(s for s in manifest["stages"] if s["kind"] == "generator")  # trained on split seed 0
+    res = synthmed("evaluate", run_dir / gen["folder"], "--split-seed", "1", "--data-dir", data_dir, "--seeds", "1",
+                   "--total", "4", "--conditions", "real+synthetic", "--classifier-steps", "1", "--out",
+                   tmp_path / "e", "--no-progress")
+    err = res.stderr.strip()
+    assert res.returncode == 1 and "Traceback" not in res.stderr and len(err.splitlines()) == 1
+    assert "split seed 0" in err and "split seed 1" in err and "--split-seed 0" in err
 
 
 def test_evaluate_rejects_samples_of_the_wrong_size(tmp_path, data_dir):
     bad = tmp_path / "bad.npz"
     np.savez(bad, images=np.zeros((10, 32, 32, 1), np.uint8), labels=np.zeros(10, np.int64))
-    res = synthmed("evaluate", bad, "--data-dir", data_dir, "--seeds", "1", "--total", "4",
+    res = synthmed("evaluate", bad, "--data-dir", data_dir, "--seeds", "1", "--total", "4", "--allow-unknown-provenance",
                    "--conditions", "real+synthetic", "--classifier-steps", "1", "--out", tmp_path / "e", "--no-progress")
     assert res.returncode == 1 and "(32, 32, 1)" in res.stderr and "Traceback" not in res.stderr
 

@@ -29,7 +29,10 @@ def test_smoke_study_writes_every_artefact(smoke_run):
     assert all(0.0 <= r["value"] <= 1.0 for r in rows if r["metric"] in ("roc_auc", "macro_f1", "accuracy"))
     fid = [r for r in rows if r["condition"] == "fidelity" and r["metric"] == "fid"]
     assert {r["generator"] for r in fid} == {"cgan", "cvae"} and all(r["value"] >= 0 for r in fid)
-    assert any(r["metric"] == "copy_rate" for r in rows)
+    fidelity_metrics = {r["metric"] for r in rows if r["condition"] == "fidelity"}
+    assert {"fd_ratio", "faithfulness_bacc", "faithfulness_bacc_floor", "copy_rate", "copy_null_rate", "health",
+            "density", "coverage", "floor_fid", "is_mean"} <= fidelity_metrics
+    assert not any(r["cut_by_time"] for r in rows)  # step budgets decided every stage
     # manifest: provenance of the whole run
     assert manifest["package_versions"]["torch"] and manifest["data_checksums"]
     assert manifest["config"]["name"] == cfg.name and all("wall_s" in s for s in manifest["stages"])
@@ -43,6 +46,56 @@ def test_smoke_study_writes_every_artefact(smoke_run):
     assert n_train["real-"] == 100 and n_train["all-real-"] == 4708
     assert n_train["real+duplicate-"] == 100 + 40 and n_train["real+syntheticcgan"] == 100 + 40
     assert n_train["syntheticcvae"] == 40
+
+
+def test_held_out_design_feeds_the_instruments(smoke_run):
+    out, _, manifest = smoke_run
+    split = next(s for s in manifest["stages"] if s["kind"] == "split")
+    design = json.loads((out / split["folder"] / "heldout.json").read_text())
+    assert design["split_hash"] == split["summary"]["split_hash"]
+    assert split["summary"]["heldout"]["sizes"]["heldout"] == 200 and split["summary"]["heldout"]["shrunk"] is False
+    h, r, e = (set(design["indices"][k]) for k in ("heldout", "reference", "extractor"))
+    assert not (h & r or h & e or r & e)
+    # the extractor / faithfulness judge trained on E only (never H, R or the k-shot images)
+    ext = next(s for s in manifest["stages"] if s["kind"] == "extractor")
+    assert ext["summary"]["trained_on"] == "extractor (E)" and ext["summary"]["n_train"] == len(e)
+    for f in (s for s in manifest["stages"] if s["kind"] == "fidelity"):
+        data = json.loads((out / f["folder"] / "fidelity.json").read_text())
+        assert data["fidelity"]["n_reference"] == 200 and data["memorization"]["null"]["n"] == 200
+        assert set(data["fidelity"]["metrics"]) == {"fid", "kid_mean", "precision", "recall", "density", "coverage"}
+        assert "floor" in data["faithfulness"] and data["faithfulness"]["verdict"]
+        # a generator trained for 3 steps is caught by the health rules and named with advice
+        assert data["health"]["status"] == "failed" and data["health"]["advice"]
+        assert f["summary"]["health"]["status"] == "failed"
+
+
+def test_a_generator_trained_on_another_split_is_refused(smoke_run, tmp_path, data_dir):
+    from synthmed.errors import ConfigError, SplitError
+
+    out, _, manifest = smoke_run
+    gen = next(s for s in manifest["stages"] if s["kind"] == "generator")
+    prov = json.loads((out / gen["folder"] / "provenance.json").read_text())
+    assert prov["split_hash"] == gen["summary"]["split_hash"] and prov["split_seed"] == 0
+    leaky = load_study_config({"split": {"per_seed": False, "seed": 1}, "generators": [], "conditions": ["real+synthetic"],
+                               "samples": [{"path": str(out / gen["folder"])}]}, profile="smoke")
+    with pytest.raises(SplitError) as err:
+        run_study(leaky, tmp_path / "leaky", data_dir=str(data_dir), progress=False, report=False)
+    msg = str(err.value)
+    assert len(msg.splitlines()) == 1 and prov["split_hash"][:12] in msg and "split seed 0" in msg
+    assert "split seed 1" in msg and "--split-seed 0" in msg
+    # samples with no provenance: refused unless explicitly allowed; then the report says leakage is possible
+    samples = next(s for s in manifest["stages"] if s["kind"] == "samples")
+    bare = tmp_path / "bare.npz"
+    bare.write_bytes((out / samples["folder"] / "samples.npz").read_bytes())
+    unknown = {"generators": [], "conditions": ["real", "real+synthetic"], "samples": [{"path": str(bare)}]}
+    with pytest.raises(ConfigError, match="--allow-unknown-provenance"):
+        run_study(load_study_config(unknown, profile="smoke"), tmp_path / "unknown", data_dir=str(data_dir),
+                  progress=False, report=False)
+    unknown["samples"][0]["allow_unknown_provenance"] = True
+    run_study(load_study_config(unknown, profile="smoke"), tmp_path / "allowed", data_dir=str(data_dir), progress=False)
+    html = (tmp_path / "allowed" / "report.html").read_text()
+    assert "imported without provenance: leakage of this study" in html and "cannot be ruled out" in html
+    assert "n = 1" in html  # one draw: the verdict says it cannot answer
 
 
 def test_second_run_does_no_work(smoke_run, data_dir):
@@ -63,6 +116,13 @@ def test_report_renders_in_headless_chromium(smoke_run, browser_page):
     assert page.locator("#fidelity-table tr").count() > 1
     broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length")
     assert broken == 0
+    verdict = page.locator("#verdict")
+    assert verdict.bounding_box()["y"] < 200  # the verdict block is the first thing on the page
+    assert "cannot answer" in page.locator("#verdict-headline").inner_text()  # one draw: n = 1
+    lines = page.locator("#verdict li.verdict-line")
+    assert lines.count() == 2 and "excluded from the verdict" in lines.first.inner_text()
+    assert page.locator("details.sentences").count() >= 1  # the long sentences are folded
+    page.screenshot(path="/tmp/verdict-report.png")  # the first screen, as a reviewer sees it
     page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
     assert page.console_errors == []
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000

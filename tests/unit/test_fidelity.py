@@ -120,3 +120,70 @@ def test_fidelity_report_bundles_overall_per_class_and_floor():
     assert set(rep) == {"overall", "per_class", "real_floor"} and set(rep["per_class"]) == {"a", "b"}
     assert rep["real_floor"]["n"] == 150 and "n=150" in rep["real_floor"]["note"]  # pool of 300 allows 2 x 150
     assert rep["overall"][F.KEY_FID] > rep["real_floor"][F.KEY_FID]
+
+
+# -- matched-size design against the held-out floor (real PneumoniaMNIST; see _instrument_data) ----------
+
+
+def test_prdc_density_and_coverage_known_answers():
+    real, same = gaussian(400, d=4, seed=1), gaussian(400, d=4, seed=2)
+    out = F.features_to_prdc(real, same, k=5)
+    assert 0.8 < out[F.KEY_DENSITY] < 1.2  # Naeem et al.: E[density] = 1 for identical distributions
+    assert out[F.KEY_COVERAGE] > 0.9  # ≈ 1 − 2^−k = 0.97 for identical distributions
+    collapsed = F.features_to_prdc(real, gaussian(400, d=4, seed=3, scale=0.05), k=5)
+    assert collapsed[F.KEY_PRECISION] > 0.95 and collapsed[F.KEY_COVERAGE] < 0.2  # real-looking but one mode
+    shifted = F.features_to_prdc(real, gaussian(400, d=4, seed=4, mean=2.0), k=5)
+    assert shifted[F.KEY_DENSITY] < 0.3 and shifted[F.KEY_COVERAGE] < 0.3  # off the real manifold
+
+
+@pytest.fixture(scope="module")
+def held(data_dir):
+    from _instrument_data import design, features
+
+    sets, _ = design()
+    return sets, {k: features(sets[k].images) for k in ("R", "H", "H2")}
+
+
+def test_perfect_generator_sits_at_the_floor(held):
+    sets, f = held
+    out = F.matched_fidelity(f["R"], f["H"], f["H2"], n_subsets=30, seed=0)
+    assert (out["n_synthetic"], out["n_heldout"], out["n_reference"]) == (300, 300, 300)
+    assert set(out["metrics"]) == set(F.MATCHED_METRICS)
+    for name, m in out["metrics"].items():
+        assert m["at_floor"] and m["position"] == "at floor", (name, m)  # inside the floor's interval
+        if m["ratio"] is not None:  # every ratio inside the floor's own ratio interval (floor / floor = 1)
+            assert m["floor_ratio_ci"][0] <= m["ratio"] <= m["floor_ratio_ci"][1], (name, m)
+            assert m["ratio_ci"][0] <= 1 <= m["ratio_ci"][1], (name, m)
+    assert out["metrics"][F.KEY_KID_MEAN]["ratio"] is None  # unbiased KID: read the difference, not a ratio
+    per_class = F.matched_fidelity_per_class(f["R"], sets["R"].labels, f["H"], sets["H"].labels, f["H2"],
+                                             sets["H2"].labels, class_names=("normal", "pneumonia"), n_subsets=30)
+    assert set(per_class) == {"normal", "pneumonia"}
+    for name, res in per_class.items():  # each class has its own floor at its own matched size
+        assert res["n_synthetic"] == res["n_heldout"] == min((sets["H"].labels == (name == "pneumonia")).sum(),
+                                                             (sets["H2"].labels == (name == "pneumonia")).sum())
+    # 95 % intervals per metric: with 12 per-class checks one miss is expected by chance, so only the
+    # large class (~225 images) is held to every metric; the small one (~75) only to FD
+    assert all(m["at_floor"] for m in per_class["pneumonia"]["metrics"].values())
+    assert per_class["normal"]["metrics"][F.KEY_FID]["at_floor"]
+
+
+def test_a_wrong_generator_lands_far_from_the_floor(held):
+    from _instrument_data import features
+
+    sets, f = held
+    flipped = features(sets["H2"].images[:, ::-1].copy())  # upside-down chest X-rays
+    out = F.matched_fidelity(f["R"], f["H"], flipped, n_subsets=20)
+    fid = out["metrics"][F.KEY_FID]
+    assert not fid["at_floor"] and fid["position"] == "above floor" and fid["ratio"] > 5 and fid["ratio_ci"][0] > fid["floor_ratio_ci"][1]
+    assert out["metrics"][F.KEY_DENSITY]["synthetic"] < out["metrics"][F.KEY_DENSITY]["floor_ci"][0]
+
+
+def test_matched_fidelity_matches_sizes_and_demotes_inception_score():
+    real, held_, fake = gaussian(60, seed=1), gaussian(40, seed=2), gaussian(100, seed=3)
+    logits = np.log(np.eye(2)[np.arange(100) % 2] * 0.98 + 0.01)
+    out = F.matched_fidelity(real, held_, fake, n_subsets=10, k=3, synthetic_logits=logits)
+    assert out["n_synthetic"] == out["n_heldout"] == 40 and "sizes matched at 40" in out["note"]
+    assert out["inception_score"]["cap"] == 2 and "capped" in out["inception_score"]["note"]
+    assert out["inception_score"]["synthetic"][F.KEY_IS_MEAN] <= 2.0 + 1e-6
+    with pytest.raises(ConfigError, match="n_subsets"):
+        F.matched_fidelity(real, held_, fake, n_subsets=3)

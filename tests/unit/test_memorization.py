@@ -112,3 +112,70 @@ def test_calibration_ignores_heldout_images_that_duplicate_training_images():
     tv, hv = M.images_to_pixel_vectors(train), M.images_to_pixel_vectors(held)
     thr = M.calibrate_threshold(tv, hv, percentile=0.0, device="cpu")
     assert thr == pytest.approx(M.nearest_two(hv[5:], tv, device="cpu")[0][:, 0].min())
+
+
+# -- calibrated copy detector on real PneumoniaMNIST (issue 12 known answers) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def detector(data_dir):
+    """Calibrated on H (300 held-out real images) against the 100 k-shot training images, α = 1 %."""
+    from _instrument_data import design, features
+
+    sets, _ = design()
+    train, held = sets["train"].images, sets["H"].images
+    det = M.calibrate_copy_detector(train, held, train_feats=features(train), heldout_feats=features(held), alpha=0.01)
+    return det, sets
+
+
+def _evaluate(det, images, labels=None):
+    from _instrument_data import features
+
+    return det.evaluate(images, labels, features(images), class_names=["normal", "pneumonia"])
+
+
+def test_null_rate_is_calibrated_and_reported(detector):
+    det, _ = detector
+    null = det.null
+    assert null["n"] == 300 and null["rate"] <= det.alpha  # leave-one-out rate on H, at most α by construction
+    assert null["ci"][0] <= det.alpha <= null["ci"][1]
+    assert set(det.thresholds) == {"pixel", "feature"} and det.alpha_per_space == pytest.approx(0.005)
+    assert all(0 < t < 1 for t in det.thresholds.values())
+
+
+def test_perfect_generator_flags_at_the_null_rate(detector):
+    det, sets = detector
+    out = _evaluate(det, sets["H2"].images, sets["H2"].labels)
+    lo, hi = out["flag_rate"]["ci"]
+    assert lo <= out["null"]["rate"] <= hi  # copy rate = null rate within its binomial interval
+    assert not out["copies_above_null"]
+    assert set(out["flag_rate_per_class"]) == {"normal", "pneumonia"}
+
+
+@pytest.mark.parametrize("make", ["noise", "shift"])
+def test_copier_is_caught(detector, make):
+    det, sets = detector
+    train = sets["train"].images
+    if make == "noise":  # tiny noise: σ = 2 grey levels
+        copies = near_copy(train, seed=0, sigma=2.0)
+    else:  # a 1-pixel shift to the right (the vacated column repeats its neighbour)
+        copies = np.concatenate([train[:, :, :1], train[:, :, :-1]], axis=2)
+    out = _evaluate(det, copies)
+    assert out["flag_rate"]["rate"] >= 0.95, out["flag_rate"]
+    assert out["copies_above_null"] and out["train_copied"]["rate"] >= 0.9
+
+
+def test_smooth_novel_images_are_not_flagged(detector):
+    """Defect 3: blurred held-out images are new; the old absolute pixel threshold flagged such images."""
+    from scipy.ndimage import gaussian_filter
+
+    det, sets = detector
+    blurred = gaussian_filter(sets["H2"].images.astype(np.float64), sigma=(0, 1.0, 1.0, 0)).round().astype(np.uint8)
+    out = _evaluate(det, blurred)
+    assert out["flag_rate"]["rate"] <= out["null"]["ci"][1] and not out["copies_above_null"], out["flag_rate"]
+
+
+def test_alpha_too_small_for_the_heldout_set_says_how_to_fix(detector):
+    _, sets = detector
+    with pytest.raises(ConfigError, match="use alpha ≥"):
+        M.calibrate_copy_detector(sets["train"].images, sets["H"].images[:50], alpha=0.01)

@@ -28,13 +28,15 @@ def test_rows_come_from_classify_and_fidelity_records_in_order(tmp_path):
                {"kind": "fidelity", "labels": {"generator": "cgan", "seed": 0}, "summary": {"scalars": {"fid": 12.0}}}]
     rows = collect_results(records, "pneumoniamnist_28")
     assert rows == [
-        {"dataset": "pneumoniamnist_28", "generator": "-", "seed": 0, "condition": "real", "metric": "roc_auc", "value": 0.7},
-        {"dataset": "pneumoniamnist_28", "generator": "-", "seed": 0, "condition": "real", "metric": "f1[a]", "value": 0.5},
+        {"dataset": "pneumoniamnist_28", "generator": "-", "seed": 0, "condition": "real", "metric": "roc_auc", "value": 0.7,
+         "cut_by_time": False},
+        {"dataset": "pneumoniamnist_28", "generator": "-", "seed": 0, "condition": "real", "metric": "f1[a]", "value": 0.5,
+         "cut_by_time": False},
         {"dataset": "pneumoniamnist_28", "generator": "cgan", "seed": 0, "condition": "fidelity", "metric": "fid",
-         "value": 12.0}]
+         "value": 12.0, "cut_by_time": False}]
     write_results(tmp_path, rows)
     assert load_results(tmp_path) == rows
-    assert (tmp_path / "results.csv").read_text().splitlines()[0] == "dataset,generator,condition,seed,metric,value"
+    assert (tmp_path / "results.csv").read_text().splitlines()[0] == "dataset,generator,condition,seed,metric,value,cut_by_time"
 
 
 def test_summary_compares_with_baseline_best_control_and_ceiling():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from synthmed.errors import ConfigError, DataFormatError
@@ -86,3 +87,52 @@ def test_describe_comparison_sentences():
     assert "does not beat" in wil and "Wilcoxon signed-rank, n=5, p=0.062" in wil  # p floor at n=5
     single = S.describe_comparison("a", "b", S.paired_comparison([0.7], [0.6]), "accuracy")
     assert single.startswith("cannot tell whether a beats b") and "n=1" in single
+
+
+# -- gap closed for every sign, Holm, minimum detectable effect, verdicts --------------------------------
+
+
+def test_gap_closed_keeps_the_gain_sign_when_the_ceiling_is_below_real():
+    assert S.gap_closed(0.75, 0.70, 0.60) == pytest.approx(0.5)  # a gain stays positive (was −0.5)
+    assert S.gap_closed(0.65, 0.70, 0.60) == pytest.approx(-0.5)
+    detail = S.gap_closed_detail(0.75, 0.70, 0.60)
+    assert detail["gap"] == pytest.approx(-0.1) and "below real" in detail["note"]
+    assert S.gap_closed_detail(0.75, 0.70, 0.90)["note"] == ""
+
+
+def test_holm_bonferroni_known_values():
+    out = S.holm_bonferroni([0.01, 0.04, 0.03, 0.005, None])
+    # sorted 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 → max so far 0.06
+    assert out["adjusted"][:4] == pytest.approx([0.03, 0.06, 0.06, 0.02]) and out["adjusted"][4] is None
+    assert out["reject"] == [True, False, False, True, False] and out["m"] == 4
+    assert out["level"][3] == pytest.approx(0.05 / 4) and out["level"][0] == pytest.approx(0.05 / 3)
+    assert out["level"][1] == pytest.approx(0.05 / 4)  # not rejected: Bonferroni level
+
+
+def test_minimum_detectable_effect_has_the_stated_power():
+    from scipy import stats
+
+    n, sd, alpha = 5, 0.02, 0.05 / 3
+    mde = S.minimum_detectable_effect(n, sd, alpha=alpha)
+    rng = np.random.default_rng(0)
+    d = rng.normal(mde, sd, size=(40_000, n))  # simulate paired differences at the MDE
+    t = d.mean(1) / (d.std(1, ddof=1) / np.sqrt(n))
+    power = np.mean(np.abs(t) > stats.t.ppf(1 - alpha / 2, n - 1))
+    assert power == pytest.approx(0.8, abs=0.01)
+    large = S.minimum_detectable_effect(2000, 1.0)  # normal limit: (z_.975 + z_.8) / √n
+    assert large == pytest.approx((1.959964 + 0.841621) / np.sqrt(2000), rel=0.01)
+    assert S.minimum_detectable_effect(1, 0.1) is None and S.minimum_detectable_effect(5, 0.0) is None
+
+
+def test_family_verdicts_helps_does_not_help_cannot_tell():
+    best = [0.80, 0.82, 0.78, 0.81, 0.79]
+    pairs = {"clear": ([b + g for b, g in zip(best, [0.050, 0.055, 0.045, 0.052, 0.048])], best),
+             "null": ([b + g for b, g in zip(best, [0.001, -0.002, 0.000, 0.002, -0.001])], best),
+             "noisy": ([b + g for b, g in zip(best, [0.08, -0.06, 0.05, -0.04, 0.02])], best)}
+    out = S.family_verdicts(pairs)
+    assert [out[k]["verdict"] for k in pairs] == ["helps", "does not help", "cannot tell"]
+    assert out["clear"]["reject"] and out["clear"]["ci_low"] > 0
+    assert out["noisy"]["mde"] > out["clear"]["mde"]  # noisier paired differences ⇒ larger detectable effect
+    for v in out.values():  # Holm-consistent intervals: the CI excludes 0 exactly when Holm rejects
+        assert (v["ci_low"] > 0 or v["ci_high"] < 0) == v["reject"]
+    assert S.gain_verdict(None, None) == "cannot tell"

@@ -69,4 +69,18 @@ def test_seeds_expand_every_condition():
     classify = [s for s in stages if s.kind == "classify"]
     # 4 controls + 2 generators x 2 generator conditions, per seed
     assert len(classify) == 2 * (4 + 2 * 2)
-    assert len([s for s in stages if s.kind == "split"]) == 1  # split shared unless split.per_seed
+    splits = [s for s in stages if s.kind == "split"]
+    assert [s.config["seed"] for s in splits] == [0, 1]  # each seed draws its own k-shot split by default
+    shared = expand_study(load_study_config({"seeds": [0, 1], "split": {"per_seed": False, "seed": 3}}, profile="smoke"))
+    assert {s.config["seed"] for s in shared if s.kind == "split"} == {3}  # one split (the given seed) for every seed
+
+
+def test_default_study_has_no_time_caps_and_a_fair_ceiling():
+    cfg = load_study_config()
+    assert all("max_minutes" not in g.config for g in cfg.generators)  # step budgets decide (issue 13)
+    stages = expand_study(cfg)
+    assert all(s.config["config"].get("max_minutes") is None for s in stages if s.kind == "generator")
+    ceiling = next(s for s in stages if s.kind == "classify" and s.config["condition"] == "all-real")
+    assert ceiling.config["fair_budget"] == {"max_steps": 1200, "balanced_sampling": True}
+    real = next(s for s in stages if s.kind == "classify" and s.config["condition"] == "real")
+    assert real.config["fair_budget"] is None

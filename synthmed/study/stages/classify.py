@@ -21,6 +21,12 @@ class Config(StageConfig):
     options: dict[str, Any] = {}  # the condition's own options (validated by the condition)
     classifier: ClassifierConfig  # resolved; seed and augmentation are set per run
     seed: int
+    fair_budget: dict[str, Any] | None = None  # the ceiling's own budget rule (study ``ceiling``): max_steps, balanced
+
+
+def fair_steps(classifier: ClassifierConfig, n_real: int, n_pool: int, cap: int) -> int:
+    """Steps that give the pool as many epochs as ``classifier.max_steps`` give the k-shot set, capped."""
+    return max(1, min(cap, -(-classifier.max_steps * n_pool // max(n_real, 1))))
 
 
 def classify_into(folder: Path, train: LabeledImages, val: LabeledImages | None, test: LabeledImages,
@@ -56,9 +62,15 @@ def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict
     synthetic = load_samples(inputs["samples"], real.class_names) if "samples" in inputs else None
     cond = build_condition(cfg.condition, real=real, train_pool=sets["train_pool"], synthetic=synthetic,
                            seed=cfg.seed, options=cfg.options)
-    ccfg = cfg.classifier.model_copy(update={"augment": cond.augment, "seed": cfg.seed})
+    update: dict[str, Any] = {"augment": cond.augment, "seed": cfg.seed}
+    if cfg.fair_budget:  # the ceiling trains to its own budget (epochs like real's, balanced, capped)
+        update.update(max_steps=fair_steps(cfg.classifier, len(sets["train"]), len(cond.train),
+                                           cfg.fair_budget["max_steps"]),
+                      balanced_sampling=cfg.fair_budget["balanced_sampling"], epochs=None)
+    ccfg = cfg.classifier.model_copy(update=update)
     clf, metrics, wall = classify_into(folder, cond.train, sets["val"], sets["test"], ccfg, desc=stage.name,
                                        progress=ctx.progress, tensorboard=ctx.tensorboard)
     return {"wall_s": wall, "n_train": len(cond.train), "n_real": cond.n_real, "n_extra": cond.n_extra,
-            "augment": cond.augment, "steps_done": clf.steps_done,
+            "augment": cond.augment, "steps_done": clf.steps_done, "max_steps": ccfg.max_steps,
+            "balanced_sampling": ccfg.balanced_sampling, "stopped_by": clf.stopped_by,
             "metrics": {k: v for k, v in metrics.items() if k != "confusion_matrix"}}

@@ -1,5 +1,7 @@
-"""Stage ``extractor``: the feature network for fidelity and memorization. ``domain`` (default,
-offline): a classifier trained on the full real training pool. Other extractors (``inception``,
+"""Stage ``extractor``: the feature network for fidelity and memorization, and the judge of class
+faithfulness. A domain classifier is always trained here, on the held-out design's E set only (the
+training pool minus the k-shot images, H and R: it never sees the held-out images it is used to score).
+``domain`` (default, offline) takes its features from that classifier; other extractors (``inception``,
 ``imagenet-offline``) are pretrained: one is built here so a missing weight file fails early."""
 
 from __future__ import annotations
@@ -26,16 +28,30 @@ def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict
     from synthmed.classify import train_classifier
     from synthmed.metrics import features as F
 
+    from synthmed.errors import SplitError
+
     cfg = stage_config(Config, stage)
-    if cfg.kind != "domain":
-        return {"kind": cfg.kind, **F.make_extractor(cfg.kind).describe()}
+    described = {} if cfg.kind == "domain" else F.make_extractor(cfg.kind).describe()
     sets, _ = load_split_sets(inputs["split"], ctx)
-    ccfg = cfg.classifier.model_copy(update={"max_steps": cfg.max_steps, "seed": cfg.seed})
+    if "extractor" not in sets:
+        raise SplitError(f"split stage {inputs['split'].name} has no held-out design (heldout.json); "
+                         "re-run the study so the split stage writes one")
+    # E is as imbalanced as the pool (PneumoniaMNIST ≈ 3:1): balanced sampling so the judge is not a prior
+    ccfg = cfg.classifier.model_copy(update={"max_steps": cfg.max_steps, "seed": cfg.seed, "balanced_sampling": True})
     t0 = time.perf_counter()
-    clf = train_classifier(sets["train_pool"], sets["val"], ccfg, out_dir=None,
+    clf = train_classifier(sets["extractor"], sets["val"], ccfg, out_dir=None,
                            callbacks=standard_callbacks(None, desc=stage.name, progress=ctx.progress))
     clf.save(folder / CLASSIFIER_FILE)
-    return {"wall_s": time.perf_counter() - t0, "checksum": clf.checksum, "feature_dim": clf.feature_dim}
+    return {"kind": cfg.kind, **described, "wall_s": time.perf_counter() - t0, "checksum": clf.checksum,
+            "feature_dim": clf.feature_dim, "trained_on": "extractor (E)", "n_train": len(sets["extractor"]),
+            "stopped_by": clf.stopped_by}
+
+
+def load_judge(folder: Path):
+    """The domain classifier of a finished extractor stage (trained on E): the class-faithfulness judge."""
+    from synthmed.classify import TrainedClassifier
+
+    return TrainedClassifier.load(folder / CLASSIFIER_FILE)
 
 
 def load_extractor(folder: Path):

@@ -1,5 +1,12 @@
-"""Stage ``fidelity``: FID/KID/IS/precision-recall (overall, per class, real-vs-real floor) via
-``metrics.fidelity.fidelity_report`` and memorization, with features extracted once per image set."""
+"""Stage ``fidelity``: the calibrated instruments for one synthetic set (``metrics.instruments.instrument_report``)
+and the generator's training health (``metrics.health.assess_health``).
+
+Held-out design (the split stage's ``heldout.json``): the synthetic set S is scored against the reference R
+beside the floor H vs R at matched sizes (FD, KID, precision/recall, density/coverage, with intervals; per
+class with per-class floors); class faithfulness is judged by the extractor stage's classifier, trained on E
+only, with the same figures on H as the floor; the copy detector is calibrated on H against the k-shot
+images, so its flag rate is read against a stated null rate. Features are extracted once per image set.
+"""
 
 from __future__ import annotations
 
@@ -7,69 +14,91 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from pydantic import Field
+
 from synthmed.config import StageConfig
-from synthmed.runs import FIDELITY_SCALARS
 from synthmed.runs.layout import CLOSEST_PAIRS_FILE, FIDELITY_FILE
 from synthmed.study.stages.base import StageContext, load_samples, load_split_sets, stage_config
-from synthmed.study.stages.extractor import load_extractor
+from synthmed.study.stages.extractor import load_extractor, load_judge
 from synthmed.utils.io import write_json_atomic
+
+HEALTH_CODE = {"ok": 0, "warning": 1, "failed": 2}  # the health status as a result row (``health``)
 
 
 class Config(StageConfig):
     fidelity: bool = True
     memorization: bool = True
     per_class: bool = True
+    n_subsets: int = Field(50, ge=10)  # half-samples for the fidelity intervals
+    n_boot: int = Field(500, ge=100)  # bootstrap resamples for the faithfulness intervals
+    alpha: float = Field(0.01, gt=0, lt=1)  # copy detector's null flag rate (raised, with a note, when H is tiny)
+    seed: int = 0
 
 
-def _fidelity(out: dict, scalars: dict, cfg: Config, feats_ref, ref, feats_fake, logits_fake, synthetic, extractor):
-    from synthmed.metrics import fidelity as FI
+def scalars_from(report: dict, health: dict) -> dict[str, float]:
+    """The tidy result rows of one fidelity stage: the headline numbers, each a plain float."""
+    head, metrics = report["headline"], report["fidelity"]["metrics"]
+    out = {"fd_ratio": head["fd_ratio"], "faithfulness_bacc": head["faithfulness_bacc"],
+           "faithfulness_bacc_floor": head["faithfulness_bacc_floor"], "copy_rate": head["flag_rate"],
+           "copy_null_rate": head["null_rate"], "train_copied": head["train_copied"],
+           "health": HEALTH_CODE[health["status"]]}
+    for key, m in metrics.items():
+        out[key] = m["synthetic"]
+        out[f"floor_{key}"] = m["floor"]
+    is_syn = ((report["fidelity"].get("inception_score") or {}).get("synthetic") or {}).get("is_mean")
+    if is_syn is not None:
+        out["is_mean"] = is_syn  # demoted: capped at K (kept for comparison with older papers)
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
 
-    rep = FI.fidelity_report(feats_ref, ref.labels, feats_fake, synthetic.labels, fake_logits=logits_fake,
-                             class_names=tuple(ref.class_names), floor_seed=0, extractor=extractor)
-    overall, floor = rep["overall"], rep["real_floor"]
-    out.update(overall=overall, floor=floor, **({"per_class": rep["per_class"]} if cfg.per_class else {}))
-    for key in FIDELITY_SCALARS:
-        if overall.get(key) is not None:
-            scalars[key] = overall[key]
-        if floor.get(key) is not None:
-            scalars[f"floor_{key}"] = floor[key]
+
+def _closest_pairs(folder: Path, synthetic: np.ndarray, train: np.ndarray, top_k: int = 16) -> None:
+    """The top-k closest (synthetic, k-shot) pairs in pixel space, as a picture to look at."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from synthmed.metrics.memorization import closest_pairs_png
+
+    flat = lambda x: x.reshape(len(x), -1).astype(np.float32) / 255.0  # noqa: E731
+    dist, idx = NearestNeighbors(n_neighbors=1).fit(flat(train)).kneighbors(flat(synthetic))
+    order = np.argsort(dist[:, 0], kind="stable")[:top_k]
+    closest_pairs_png(synthetic, train, np.stack([order, idx[order, 0]], axis=1), folder / CLOSEST_PAIRS_FILE)
 
 
-def _memorization(out: dict, scalars: dict, folder: Path, sets: dict, synthetic, feats_fake, extractor) -> None:
-    from synthmed.metrics import features as F
-    from synthmed.metrics import memorization as M
-
-    real_train = sets["train"]
-    report = M.copy_report(
-        synthetic.images, synthetic.labels, real_train.images,
-        synthetic_feats=feats_fake, train_feats=F.extract_features(extractor, real_train.images),
-        heldout_images=sets["val"].images, heldout_feats=F.extract_features(extractor, sets["val"].images),
-        class_names=tuple(real_train.class_names), extractor=extractor)
-    out["memorization"] = report.summary()
-    M.closest_pairs_png(synthetic.images, real_train.images, report.closest_pairs("pixel", 16),
-                        folder / CLOSEST_PAIRS_FILE)
-    scalars["copy_rate"] = out["memorization"][M.KEY_COPY_FRACTION]
+def _flat_view(report: dict) -> dict[str, dict[str, float]]:
+    """``overall`` / ``floor`` as {metric: value}: the fidelity table's columns."""
+    metrics = report["fidelity"]["metrics"]
+    overall = {k: m["synthetic"] for k, m in metrics.items()}
+    floor = {k: m["floor"] for k, m in metrics.items()}
+    is_entry = report["fidelity"].get("inception_score") or {}
+    overall["is_mean"] = (is_entry.get("synthetic") or {}).get("is_mean")
+    floor["is_mean"] = (is_entry.get("floor") or {}).get("is_mean")
+    return {"overall": overall, "floor": floor}
 
 
 def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
     from synthmed.metrics import features as F
+    from synthmed.metrics.health import assess_health
+    from synthmed.metrics.instruments import instrument_report
+    from synthmed.runs import read_stage_record
 
     cfg = stage_config(Config, stage)
     sets, _ = load_split_sets(inputs["split"], ctx)
-    synthetic = load_samples(inputs["samples"], tuple(sets["train"].class_names))
-    extractor = load_extractor(inputs["extractor"])
+    train, held, ref = sets["train"], sets["heldout"], sets["reference"]
+    synthetic = load_samples(inputs["samples"], tuple(train.class_names))
+    extractor, judge = load_extractor(inputs["extractor"]), load_judge(inputs["extractor"])
     t0 = time.perf_counter()
-    # Reference set: the real training pool (k-shot images plus every other real training image),
-    # so FID measures closeness to the real distribution, not to the 2k images the generator saw.
-    ref = sets["train_pool"]
-    feats_ref = F.extract_features(extractor, ref.images)
-    feats_fake, logits_fake = F.extract_features(extractor, synthetic.images, return_logits=True)
-    out: dict[str, Any] = {"extractor": extractor.describe(), "reference": "train_pool", "n_reference": len(ref)}
-    scalars: dict[str, float] = {}
-    if cfg.fidelity:
-        _fidelity(out, scalars, cfg, feats_ref, ref, feats_fake, logits_fake, synthetic, extractor)
-    if cfg.memorization:
-        _memorization(out, scalars, folder, sets, synthetic, feats_fake, extractor)
-    out["wall_s"] = time.perf_counter() - t0
+    report = instrument_report(
+        (synthetic.images, synthetic.labels), (held.images, held.labels), (ref.images, ref.labels), train.images,
+        tuple(train.class_names), featurize=lambda x: F.extract_features(extractor, x),
+        predict_proba=judge.predict_proba, alpha=cfg.alpha, n_subsets=cfg.n_subsets, n_boot=cfg.n_boot,
+        per_class=cfg.per_class, seed=cfg.seed, extractor=extractor)
+    training = read_stage_record(inputs["generator"])["summary"] if "generator" in inputs else None
+    family = stage.labels.get("generator")
+    health = assess_health(report["fidelity"], report["faithfulness"], training, family=family)
+    _closest_pairs(folder, synthetic.images, train.images)
+    wall = time.perf_counter() - t0
+    out = {"extractor": extractor.describe(), "design": {"reference": "R", "floor": "H vs R", "judge": "trained on E"},
+           **report, **_flat_view(report), "health": health, "wall_s": wall}
     write_json_atomic(folder / FIDELITY_FILE, out)
-    return {"wall_s": out["wall_s"], "scalars": scalars}
+    return {"wall_s": wall, "scalars": scalars_from(report, health), "headline": report["headline"],
+            "health": {k: health[k] for k in ("status", "reason", "advice")}}

@@ -9,9 +9,37 @@ from typing import Any
 from synthmed.callbacks import standard_callbacks
 from synthmed.config import StageConfig
 from synthmed.data.types import LabeledImages
-from synthmed.runs.layout import CHECKPOINT_FILE, GENERATOR_FILE
+from synthmed.runs.layout import CHECKPOINT_FILE, GENERATOR_FILE, PROVENANCE_FILE
 from synthmed.study.stages.base import StageContext, load_split_sets, stage_config
+from synthmed.utils.io import write_json_atomic
 from synthmed.utils.runtime import seed_everything
+
+
+def split_provenance(*, split_hash: str, dataset: str, size: int, shots: int, seed: int, dataset_checksum: str,
+                     family: str | None = None) -> dict[str, Any]:
+    """What ``provenance.json`` records: the split a generator trained on (its hash and how to redraw it)."""
+    return {"split_hash": split_hash, "dataset": dataset, "size": size, "shots": shots, "split_seed": seed,
+            "dataset_checksum": dataset_checksum, "family": family}
+
+
+def describe_split(p: dict[str, Any]) -> str:
+    return f"{p['split_hash'][:12]} ({p['dataset']} {p['size']} px, {p['shots']}-shot, split seed {p['split_seed']})"
+
+
+def write_provenance(folder: Path, provenance: dict[str, Any]) -> None:
+    """Beside ``generator.pt`` / ``samples.npz``: a small JSON file of its own, so the checkpoint format
+    can change without touching it."""
+    write_json_atomic(Path(folder) / PROVENANCE_FILE, provenance)
+
+
+def provenance_from_split_stage(split_folder: Path, family: str | None = None) -> dict[str, Any]:
+    from synthmed.runs import read_stage_record
+
+    rec = read_stage_record(split_folder)
+    conf = rec["config"]
+    return split_provenance(split_hash=rec["summary"]["split_hash"], dataset=conf["dataset"]["name"],
+                            size=conf["dataset"]["size"], shots=conf["split"]["shots"], seed=conf["seed"],
+                            dataset_checksum=rec["summary"]["dataset_checksum"], family=family)
 
 
 class Config(StageConfig):
@@ -55,4 +83,6 @@ def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict
     sets, _ = load_split_sets(inputs["split"], ctx)
     _, record = fit_generator_into(folder, cfg.family, cfg.config, sets["train"], desc=stage.name,
                                    progress=ctx.progress, tensorboard=ctx.tensorboard)
-    return record
+    provenance = provenance_from_split_stage(inputs["split"], cfg.family)
+    write_provenance(folder, provenance)
+    return {**record, "split_hash": provenance["split_hash"]}

@@ -64,5 +64,11 @@ def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict
     cfg = stage_config(Config, stage)
     sets, _ = load_split_sets(inputs["split"], ctx)
     train = sets["train"]
+    from synthmed.runs import find_provenance
+    from synthmed.study.stages.generator import write_provenance
+
     gen = load_generator(inputs["generator"] / GENERATOR_FILE)
+    provenance = find_provenance(inputs["generator"])
+    if provenance is not None:  # a samples folder says which split its generator trained on
+        write_provenance(folder, provenance)
     return sample_into(folder, gen, label_plan(cfg, train), train.class_names, seed=cfg.seed, per_row=10)

@@ -18,6 +18,29 @@ from synthmed.study.stages.base import StageContext, load_split_sets, stage_conf
 class Config(S.Config):
     path: str  # absolute path of the file or folder
     content: str  # sha256 of the file: a changed file gets a new stage key, a moved one does not
+    allow_unknown_provenance: bool = False  # accept samples that do not say which split their generator saw
+
+
+def check_provenance(path: Path, split_folder: Path, allow_unknown: bool) -> str:
+    """Refuse samples whose generator trained on another split than this study's (its val/test images
+    may have been training images there). Returns "matched" or "unknown" (allowed)."""
+    from synthmed.errors import ConfigError, SplitError
+    from synthmed.runs import find_provenance
+    from synthmed.study.stages.generator import describe_split, provenance_from_split_stage
+
+    theirs, ours = find_provenance(path), provenance_from_split_stage(split_folder)
+    if theirs is None:
+        if allow_unknown:
+            return "unknown"
+        raise ConfigError(f"{path} has no provenance.json saying which split its generator trained on, so leakage into "
+                          f"this study's val/test cannot be ruled out; to evaluate it anyway pass "
+                          f"--allow-unknown-provenance (study: samples: [{{path: ..., allow_unknown_provenance: true}}])")
+    if theirs.get("split_hash") != ours["split_hash"]:
+        raise SplitError(f"{path} comes from a generator trained on split {describe_split(theirs)}, but this study uses "
+                         f"split {describe_split(ours)}; evaluate on its split (synthmed evaluate --split-seed "
+                         f"{theirs.get('split_seed')} with the same --data/--size/--shots; study: split: {{per_seed: false, "
+                         f"seed: {theirs.get('split_seed')}}}) or retrain the generator on this split")
+    return "matched"
 
 
 def _pick(npz: Path, labels: np.ndarray, train) -> np.ndarray:
@@ -48,6 +71,7 @@ def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict
     train = sets["train"]
     labels = S.label_plan(cfg, train)
     path = Path(cfg.path)
+    provenance = check_provenance(path, inputs["split"], cfg.allow_unknown_provenance)
     if (path / GENERATOR_FILE).exists() or path.suffix == ".pt":
         from synthmed.generators import load_generator
 
@@ -56,4 +80,4 @@ def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict
     else:
         images = _pick(path / SAMPLES_FILE if path.is_dir() else path, labels, train)
         S.save_samples(folder, images, labels, train.class_names, per_row=10)
-    return {"n": int(len(labels)), "source": str(path)}
+    return {"n": int(len(labels)), "source": str(path), "provenance": provenance}

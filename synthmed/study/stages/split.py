@@ -8,9 +8,10 @@ from typing import Any
 from synthmed.config import StageConfig
 from synthmed.data.types import LabeledImages
 from synthmed.imaging import class_rows_grid, save_png
-from synthmed.runs.layout import EXAMPLES_FILE, SPLIT_FILE
+from synthmed.runs.layout import EXAMPLES_FILE, HELDOUT_FILE, SPLIT_FILE
 from synthmed.study.config import SplitSpec, StudyDataset
 from synthmed.study.stages.base import StageContext, stage_config
+from synthmed.utils.io import write_text_atomic
 
 
 class Config(StageConfig):
@@ -40,6 +41,17 @@ def make_split_into(folder: Path | None, data: LabeledImages, *, shots: int, see
     }
 
 
+def heldout_design_into(folder: Path, manifest, data: LabeledImages, *, n_heldout: int) -> dict[str, Any]:
+    """Carve the held-out design (H, R, E) out of the split's training pool; write ``heldout.json``
+    beside ``split.json``; return what the split stage records about it (sizes, shrink note)."""
+    from synthmed.data import make_heldout_design
+
+    design = make_heldout_design(manifest, data, n_heldout=n_heldout)
+    write_text_atomic(Path(folder) / HELDOUT_FILE, design.model_dump_json())
+    return {"sizes": design.sizes, "requested": design.requested, "counts": design.counts, "shrunk": design.shrunk,
+            "note": design.note}
+
+
 def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
     from synthmed.data import load_dataset
 
@@ -47,7 +59,8 @@ def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict
     ds, sp = cfg.dataset, cfg.split
     data = load_dataset(ds.name, size=ds.size, data_dir=ctx.data_dir, download=ds.download, classes=ds.classes,
                         path=ds.path)
-    _, record = make_split_into(folder, data, shots=sp.shots, seed=cfg.seed,
-                                protocol=sp.protocol if sp.protocol != "auto" else None,
-                                val_fraction=sp.val_fraction, test_fraction=sp.test_fraction, dedup=sp.dedup)
+    manifest, record = make_split_into(folder, data, shots=sp.shots, seed=cfg.seed,
+                                       protocol=sp.protocol if sp.protocol != "auto" else None,
+                                       val_fraction=sp.val_fraction, test_fraction=sp.test_fraction, dedup=sp.dedup)
+    record["heldout"] = heldout_design_into(folder, manifest, data, n_heldout=sp.heldout)
     return record
