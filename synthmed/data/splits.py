@@ -202,7 +202,7 @@ def _draw_train(cand: np.ndarray, labels, units, hashes, names, shots: int, rng)
             if found is None:
                 raise SplitError(
                     f"class '{name}' cannot give exactly shots={shots} train images as whole groups "
-                    f"(group sizes {sorted(len(m) for m in pure)[-5:]}, largest shown); lower --shots"
+                    f"(group sizes {sorted(len(m) for m in pure)[-5:]}, largest shown); lower --shots (split.shots in a study YAML)"
                 )
             take = [order[i] for i in found]
         picked.extend(pure[i] for i in take)
@@ -327,7 +327,7 @@ def make_split(
             if n < shots:
                 raise SplitError(
                     f"class '{k}' has {n} images in the official train split; shots={shots} needs {shots}. "
-                    f"Lower --shots or drop the class."
+                    f"Lower --shots (split.shots in a study YAML) or drop the class (dataset.classes)."
                 )
         _remove_leaks(splits, hashes, groups, dedup, report)
         splits["train"] = _draw_train(splits["train_pool"], labels, units, hashes, names, shots, rng)
@@ -336,7 +336,7 @@ def make_split(
             if n < shots + 2:
                 raise SplitError(
                     f"class '{k}' has {n} images; shots={shots} needs {shots} for train plus ≥1 each for "
-                    f"val and test. Lower --shots or drop the class."
+                    f"val and test. Lower --shots (split.shots in a study YAML) or drop the class (dataset.classes)."
                 )
         train = _draw_train(np.arange(len(data)), labels, units, hashes, names, shots, rng)
         rest = np.flatnonzero(~np.isin(units, units[train]))  # copies of train images stay out of val/test
@@ -351,7 +351,7 @@ def make_split(
         if empty:
             raise SplitError(
                 f"class '{empty[0]}' has no {s} images left once train and the groups/duplicates it shares "
-                f"are set aside; lower --shots or drop the class."
+                f"are set aside; lower --shots (split.shots in a study YAML) or drop the class (dataset.classes)."
             )
     report.within_split = {s: int(len(splits[s]) - len(np.unique(hashes[splits[s]]))) for s in SPLIT_NAMES}
     return SplitManifest(
@@ -434,7 +434,7 @@ def make_heldout_design(manifest: SplitManifest, data: LabeledImages, *, n_heldo
     sizes = {"heldout": min(n_heldout, cap), "reference": min(n_reference, cap)}
     if min(sizes.values()) < 2:
         raise SplitError(f"only {len(eligible)} training-pool images lie outside the k-shot draw; a held-out design "
-                         f"needs ≥ 8; lower --shots or use a larger dataset")
+                         f"needs ≥ 8; lower --shots (split.shots in a study YAML) or use a larger dataset")
     picked = _draw_heldout(eligible, data.labels, units, sizes, np.random.default_rng(seed))
     picked["extractor"] = np.setdiff1d(pool, np.concatenate([picked["heldout"], picked["reference"]]))
     shrunk = sizes != {"heldout": n_heldout, "reference": n_reference}

@@ -312,11 +312,14 @@ def features_to_prdc(real_feats: np.ndarray, fake_feats: np.ndarray, *, k: int =
     import contextlib
     import io
 
+    import joblib
     from prdc import compute_prdc
 
     real, fake = _as_features(real_feats, "real"), _as_features(fake_feats, "fake")
     _check_pair(real, fake, k + 1, f"density/coverage with k={k}")
-    with contextlib.redirect_stdout(io.StringIO()):  # compute_prdc prints the set sizes
+    # prdc asks sklearn for 8 worker processes per distance matrix; on a 2-core machine starting them cost
+    # 8x the work itself (0.35 s vs 0.044 s for 500 x 500 x 512-d, same result), so run it in-process.
+    with contextlib.redirect_stdout(io.StringIO()), joblib.parallel_config(backend="sequential"):
         out = compute_prdc(real.numpy().astype(np.float32), fake.numpy().astype(np.float32), nearest_k=k)
     return {KEY_PRECISION: float(out["precision"]), KEY_RECALL: float(out["recall"]),
             KEY_DENSITY: float(out["density"]), KEY_COVERAGE: float(out["coverage"])}

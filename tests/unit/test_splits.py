@@ -170,7 +170,7 @@ def test_split_raises_when_class_smaller_than_shots():
         make_split(data, shots=20)
     assert str(err.value) == (
         "class 'c1' has 21 images; shots=20 needs 20 for train plus ≥1 each for val and test. "
-        "Lower --shots or drop the class."
+        "Lower --shots (split.shots in a study YAML) or drop the class (dataset.classes)."
     )
     with pytest.raises(SplitError, match=r"class 'c0' has 20 images in the official train split; shots=21.*Lower --shots"):
         make_split(official_toy(), shots=21)
