@@ -8,9 +8,12 @@ the run ``failed`` with a one-line reason and what to try, or ``ok``.
 
 The rules (``HealthRules``; each is stated in the result so a reader can check it):
 
-1. **far from real**: the Fréchet distance of the synthetic set to R is more than ``max_fd_ratio``
-   times the held-out floor's (same sizes, same extractor). Working default families on
-   PneumoniaMNIST 50-shot sit well below it; untrained generators (noise) sit far above it.
+1. **far from real** (off by default): the Fréchet distance of the synthetic set to R is more than
+   ``max_fd_ratio`` times the held-out floor's. Off because it does not separate working from
+   failed runs: in the domain extractor's features the floor is tiny (FD 2.8 for H vs R on
+   PneumoniaMNIST 50-shot), so the default cgan — precision 0.94, recall 0.81, coverage 0.74,
+   class-faithful at the floor — scored 31× it (default study, seed 0, 2026-12-01), while a 3-step
+   generator scored only 4–5× in the smoke study. The ratio stays in every report as a fact.
 2. **covers nothing real**: recall below ``min_recall`` *and* coverage below ``min_coverage``:
    almost no real image has a synthetic neighbour (noise, or a single collapsed mode).
 3. **label-blind**: class faithfulness says the labels carry no class information
@@ -40,13 +43,14 @@ ADVICE = {
 
 @dataclass(frozen=True)
 class HealthRules:
-    max_fd_ratio: float = 10.0  # FD(S, R) / FD(H, R) above this: far from real
+    max_fd_ratio: float | None = None  # FD(S, R) / FD(H, R) above this: far from real (off: see rule 1)
     min_recall: float = 0.02  # and …
     min_coverage: float = 0.05  # … below both: covers nothing real
 
     def describe(self) -> str:
-        return (f"failed when FD > {self.max_fd_ratio:g}× the held-out floor, or recall < {self.min_recall:g} and "
-                f"coverage < {self.min_coverage:g}, or class faithfulness is label-blind")
+        fd = f"FD > {self.max_fd_ratio:g}× the held-out floor, or " if self.max_fd_ratio is not None else ""
+        return (f"failed when {fd}recall < {self.min_recall:g} and coverage < {self.min_coverage:g}, "
+                f"or class faithfulness is label-blind")
 
 
 def _metric(fidelity: dict | None, name: str, field: str = "synthetic") -> float | None:
@@ -60,7 +64,7 @@ def _checks(fidelity: dict | None, faithfulness: dict | None, training: dict | N
     """(rule name, severity, one-line fact) for every rule that fires."""
     found: list[tuple[str, str, str]] = []
     ratio = _metric(fidelity, "fid", "ratio")
-    if ratio is not None and ratio > rules.max_fd_ratio:
+    if ratio is not None and rules.max_fd_ratio is not None and ratio > rules.max_fd_ratio:
         found.append(("far from real", STATUS_FAILED,
                       f"FD is {ratio:.1f}× the held-out real floor (bound {rules.max_fd_ratio:g}×)"))
     recall, coverage = _metric(fidelity, "recall"), _metric(fidelity, "coverage")
