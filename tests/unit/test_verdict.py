@@ -77,7 +77,15 @@ def test_rows_cut_by_a_time_cap_are_marked():
 def test_tiny_heldout_set_uses_the_smallest_usable_alpha_with_a_note():
     assert usable_alpha(0.01, 1000) == (0.01, None)
     alpha, note = usable_alpha(0.01, 50)
-    assert alpha == pytest.approx(min_alpha(50)) and "smallest usable" in note and "|H| = 50" in note
+    assert alpha == pytest.approx(min_alpha(49)) and "smallest usable" in note and "|H| = 50" in note
+    # the fallback must be one the detector accepts (it calibrates leave-one-out on |H| - 1 images)
+    from synthmed.metrics.memorization import calibrate_copy_detector
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (54, 8, 8, 1), dtype=np.uint8)
+    feats = rng.normal(size=(54, 4))
+    det = calibrate_copy_detector(images[:4], images[4:], train_feats=feats[:4], heldout_feats=feats[4:], alpha=alpha)
+    assert det.summary()["alpha"] == pytest.approx(alpha)
 
 
 def test_five_draws_answer_with_a_corrected_interval_and_the_mde():
