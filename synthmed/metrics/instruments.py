@@ -83,8 +83,9 @@ def usable_alpha(alpha: float, n_heldout: int, n_spaces: int = 2) -> tuple[float
     """``alpha``, or the smallest α ``n_heldout`` held-out images can calibrate (with a note saying so)."""
     # the detector calibrates leave-one-out, on |H| - 1 images per threshold (memorization.calibrate_copy_detector);
     # the margin absorbs float rounding at the bound
-    smallest = M.min_alpha(n_heldout - 1, n_spaces) * (1 + 1e-9)
-    if alpha >= smallest:
+    bound = M.min_alpha(n_heldout - 1, n_spaces)
+    if alpha >= bound * (1 - 1e-12):
         return alpha, None
+    smallest = bound * (1 + 1e-9)
     return smallest, (f"|H| = {n_heldout} is too small to calibrate the copy detector at α = {alpha:g} "
                       f"(needs |H| ≥ {int(np.ceil(n_spaces / alpha))}); used the smallest usable α = {smallest:.4f}")

@@ -76,6 +76,7 @@ def test_rows_cut_by_a_time_cap_are_marked():
 
 def test_tiny_heldout_set_uses_the_smallest_usable_alpha_with_a_note():
     assert usable_alpha(0.01, 1000) == (0.01, None)
+    assert usable_alpha(0.01, 200) == (0.01, None), "|H| = 200 calibrates α = 1 % exactly (rank 1 of 199 + 1)"
     alpha, note = usable_alpha(0.01, 50)
     assert alpha == pytest.approx(min_alpha(49)) and "smallest usable" in note and "|H| = 50" in note
     # the fallback must be one the detector accepts (it calibrates leave-one-out on |H| - 1 images)
