@@ -74,7 +74,8 @@ def run(
     data_dir: Optional[Path] = DataDir,
     print_default: bool = typer.Option(False, "--print-default", help="Print the resolved study config as YAML and exit."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads per stage (1 on a machine busy with other jobs)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads per stage (default: the cores shared out over the workers)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="local executor: stages run side by side in this many processes (default: 2 on a CPU with 2+ cores, 1 on a GPU)."),
     offline: bool = Offline,
 ):
     """Run a whole study (split → generators → samples → classifiers → metrics → report.html)."""
@@ -88,7 +89,7 @@ def run(
         typer.echo(dump_yaml(cfg), nl=False)
         return
     _check_inputs(cfg, data_dir, offline)
-    opts = {"address": ray_address} if executor == "ray" else {}
+    opts = {"address": ray_address} if executor == "ray" else {"workers": workers}
     ex = make_executor(executor, **opts)
     with _run_folder(out or default_run_dir(cfg)) as out:
         manifest = run_study(cfg, out, executor=ex, data_dir=str(data_dir) if data_dir else None,

@@ -66,12 +66,13 @@ def browser_page():
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, data_dir):
     """One real smoke-profile study run (cgan + cvae, every condition, fidelity, memorization, report),
-    shared by every test that needs a finished run folder. Returns (run_dir, config, manifest)."""
+    shared by every test that needs a finished run folder. Returns (run_dir, config, manifest).
+    One thread per stage, in order: test_local_workers.py re-runs it side by side and compares bit for bit."""
     from synthmed.study import load_study_config, run_study
 
     out = tmp_path_factory.mktemp("smoke") / "run"
     cfg = load_study_config(profile="smoke")
-    manifest = run_study(cfg, out, data_dir=str(data_dir), progress=False)
+    manifest = run_study(cfg, out, data_dir=str(data_dir), progress=False, threads=1)
     return out, cfg, manifest
 
 

@@ -1,7 +1,7 @@
 """The study config: one YAML names everything a study needs; `synthmed run --print-default` shows it.
 
-Profiles scale the same study: ``smoke`` (tiny, for tests), ``default`` (the embedded study, sized
-to finish in ≤ 30 min on a 2-core CPU), ``full`` (every family × every condition × 5 seeds).
+Profiles scale the same study: ``smoke`` (tiny, for tests), ``quick`` (one draw of the default:
+a first look), ``default`` (the embedded study: five paired draws), ``full`` (every family × every condition × 5 seeds).
 """
 
 from __future__ import annotations
@@ -85,10 +85,10 @@ class CeilingSpec(StageConfig):
     """The all-real ceiling's own fair budget: as many epochs over its pool as ``real`` makes over its k-shot
     images, with balanced sampling (the pool is imbalanced), capped at ``max_steps``. At the default
     classifier budget (300 steps × 32 over 100 images ≈ 96 epochs) the uncapped rule asks ~14,000 steps on
-    PneumoniaMNIST's 4,708 images: hours per seed on a 2-core CPU. The cap of 1,200 steps (≈ 8 epochs of the
-    pool, 4× real's steps, ~2 min on this CPU) keeps the default study bounded; the report states the budget."""
+    PneumoniaMNIST's 4,708 images: hours per seed on a 2-core CPU. The cap of 600 steps (≈ 4 epochs of the
+    pool, 2× real's steps, ~1 min on this CPU) keeps the five-draw default study bounded; the report states the budget."""
 
-    max_steps: int = Field(1200, ge=1)  # cap on the ceiling's steps (the CPU-bounded part of the rule)
+    max_steps: int = Field(600, ge=1)  # cap on the ceiling's steps (the CPU-bounded part of the rule)
     balanced_sampling: bool = True
 
 
@@ -128,23 +128,24 @@ class StudyConfig(StageConfig):
         return v
 
 
-# The embedded default study (issue 6): PneumoniaMNIST 28 px, 50 images/class, four families at an
-# explicit, recorded compute budget each, every condition, ResNet-18, one seed, the calibrated instruments.
-# The budget is each family's default step count (cgan 2000 G steps, wgan-gp 500 G steps = 2500 critic
-# steps, cvae 1500, ddpm 2000: about 3, 3, 1 and 6-9 min on a 2-core CPU). Step budgets decide (issue 13):
-# no ``max_minutes`` cap, so the same seed gives the same numbers on any machine. A user-set cap that stops
-# a stage marks its result rows ``cut_by_time`` and the report says they are not reproducible.
-# One seed = one k-shot draw: the report says plainly that it cannot answer (n = 1); use ``seeds: [0, 1, 2, 3, 4]``.
+# The embedded default study (issues 6, 13): PneumoniaMNIST 28 px, 50 images/class, five paired k-shot draws
+# (seeds 0-4: each seed draws its own split, so the confidence intervals cover the draw, the largest variance),
+# three families — a conditional GAN, the conditional VAE and DDPM — every condition, ResNet-18, the calibrated
+# instruments. Budgets are step counts (no minute cap: the same seed gives the same numbers on any machine):
+# cgan 2000 G steps, cvae 1500, ddpm 1000 (half its family default: 2000 steps cost ~17 min per draw at one
+# thread here, which five draws cannot afford; bench/RESULTS.md `study-default`). wgan-gp and the other
+# families are in the ``full`` profile; ``quick`` is one draw for a first look (its report says it cannot answer).
+# A user-set cap that stops a stage marks its result rows ``cut_by_time`` and the report says they are not
+# reproducible.
 DEFAULT_STUDY: dict[str, Any] = {
     "name": "pneumoniamnist-50shot",
     "generators": [
         {"family": "cgan"},
-        {"family": "wgan-gp"},
         {"family": "cvae"},
-        {"family": "ddpm"},
+        {"family": "ddpm", "config": {"max_steps": 1000}},
     ],
     "classifier": {},
-    "seeds": [0],
+    "seeds": [0, 1, 2, 3, 4],
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -161,6 +162,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ceiling": {"max_steps": 8},
     },
     "default": {},
+    # One k-shot draw of the default study: a first look in about a fifth of the time; it cannot answer (n = 1).
+    "quick": {"seeds": [0]},
     # Every registered family × all conditions × 5 seeds (hours on a CPU; meant for a GPU or a Ray cluster);
     # the families are read from the registry when the profile is loaded.
     "full": {"generators": "every registered family", "seeds": [0, 1, 2, 3, 4]},

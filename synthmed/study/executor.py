@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from synthmed.errors import unknown_name
+from synthmed.errors import ConfigError, unknown_name
 from synthmed.study.graph import Stage
 
 RunStage = Callable[[Stage], dict[str, Any]]
@@ -25,17 +25,85 @@ class Executor(Protocol):
         ...
 
 
+def default_workers(device: str = "auto") -> int:
+    """Stages side by side by default: 2 one-thread workers on a CPU with 2+ cores (measured in bench/RESULTS.md
+    `threads-workers`: the study's small 28 px models leave a second thread per process mostly idle); 1 on a GPU."""
+    import os
+
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        return 1
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def default_threads(workers: int) -> int:
+    """torch threads per stage: the cores shared out over the workers."""
+    import os
+
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+# Which ready stage a worker takes first: long stages early so none is left alone at the end (the study's
+# wall time is bounded below by its longest chain: split → generator → samples → classify).
+_KIND_PRIORITY = {"split": 0, "samples_file": 1, "generator": 2, "extractor": 3, "reference": 4, "samples": 5,
+                  "classify": 6, "fidelity": 7}
+
+
 class LocalExecutor:
-    """Runs stages one after another in this process (the default)."""
+    """Runs stages on this machine: in order in this process (``workers=1``, the default), or side by side in
+    ``workers`` processes, each stage as soon as its inputs are done. Stage results do not depend on the
+    worker count: a stage's numbers depend only on its config, inputs and thread count."""
 
     name = "local"
 
+    def __init__(self, workers: int | None = 1):
+        workers = default_workers() if workers is None else workers
+        if workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {workers}")
+        self.workers = workers
+
     def run(self, stages, run_stage, *, on_done=None):
+        if self.workers == 1:
+            return self._run_in_order(stages, run_stage, on_done)
+        return self._run_in_pool(stages, run_stage, on_done)
+
+    @staticmethod
+    def _run_in_order(stages, run_stage, on_done):
         records: dict[str, dict] = {}
         for stage in stages:
             records[stage.key] = run_stage(stage)
             if on_done is not None:
                 on_done(stage, records[stage.key])
+        return records
+
+    def _run_in_pool(self, stages, run_stage, on_done):
+        """A small dependency-driven scheduler over a process pool (the stdlib's ``concurrent.futures`` has no
+        task graph; Ray has one, but is an optional extra that costs seconds to start on a laptop)."""
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        records: dict[str, dict] = {}
+        waiting = list(stages)
+        running: dict = {}
+        # spawn, not fork: a forked child inherits the parent's OpenMP thread pool and torch state
+        with ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn")) as pool:
+            try:
+                while waiting or running:
+                    ready = sorted((s for s in waiting if all(d.key in records for d in s.inputs.values())),
+                                   key=lambda s: _KIND_PRIORITY.get(s.kind, 9))
+                    for stage in ready[: self.workers - len(running)]:
+                        waiting.remove(stage)
+                        running[pool.submit(run_stage, stage)] = stage
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        stage = running.pop(fut)
+                        records[stage.key] = fut.result()  # a stage's own error ends the study with that error
+                        if on_done is not None:
+                            on_done(stage, records[stage.key])
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
         return records
 
 

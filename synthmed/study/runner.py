@@ -11,7 +11,7 @@ from typing import Any
 
 from synthmed.config import dump_yaml
 from synthmed.study.config import StudyConfig
-from synthmed.study.executor import Executor, LocalExecutor
+from synthmed.study.executor import Executor, LocalExecutor, default_threads
 from synthmed.study.expand import expand_study
 from synthmed.runs import (
     STAGES_DIR,
@@ -142,7 +142,11 @@ def run_study(cfg: StudyConfig, out_dir: str | Path | None = None, *, executor: 
     stages_dir = out / STAGES_DIR
     stages = topological_order(expand_study(cfg))
     executor = executor or LocalExecutor()
-    ctx = StageContext(data_dir=data_dir, progress=progress, threads=threads)
+    workers = getattr(executor, "workers", 1)
+    if threads is None and workers > 1:
+        threads = default_threads(workers)
+    # stages side by side would interleave their own bars: then only the overall bar shows
+    ctx = StageContext(data_dir=data_dir, progress=progress and workers == 1, threads=threads)
     write_text_atomic(out / CONFIG_FILE, dump_yaml(cfg))
     cached = {s.key for s in stages if s.is_done(stages_dir)}
     bar = _Progress(stages, stages_dir, progress)
