@@ -23,8 +23,9 @@ How it plugs into a family without editing it: through the training loop's exten
   checkpoints across world sizes. Cost: one collective per parameter tensor (no bucketing), which
   is fine for the sub-10 M-parameter nets trained here.
 * **Seeding** — rank 0 keeps the family's noise stream (so it is the first shard of the
-  single-process run); rank r > 0 reseeds ``gen.rng_`` from (seed, rank, start step), so ranks draw
-  different noise and a resume at any world size gets fresh, reproducible streams.
+  single-process run); rank r > 0 reseeds the family's noise generator (``LoopState.noise_rng``)
+  from (seed, rank, start step), so ranks draw different noise and a resume at any world size gets
+  fresh, reproducible streams.
 * **Rank 0 only** writes checkpoints and receives callbacks (scalars are the global-batch
   averages); every rank loads the checkpoint on resume. A checkpoint holds full (unsharded) weights
   and the global sampler state, so it resumes at any world size.
