@@ -201,7 +201,7 @@ class DataParallelHooks(LoopHooks):
     reseed the noise of ranks > 0; only rank 0 writes checkpoints; the gradient hooks go at the end."""
 
     def __init__(self, ctx: DistContext, reducer: GradReducer | None):
-        self.ctx, self.reducer, self.handles = ctx, reducer, []
+        self.ctx, self.reducer, self.handles, self.samplers = ctx, reducer, [], []
         self.shards = _Shards(ctx.rank, ctx.world_size)
         self.writes_checkpoints = ctx.rank == 0
 
@@ -215,6 +215,7 @@ class DataParallelHooks(LoopHooks):
         for s in state.parts.values():
             if isinstance(s, BatchSampler):
                 self.shards.attach(s)
+                self.samplers.append(s)
         if self.reducer is not None:
             optimised = {id(p): p for o in state.parts.values() if isinstance(o, torch.optim.Optimizer)
                          for g in o.param_groups for p in g["params"]}
@@ -226,10 +227,12 @@ class DataParallelHooks(LoopHooks):
     def _reduce(self, p: torch.nn.Parameter) -> None:
         self.reducer(p, self.shards.weight)
 
-    def on_loop_end(self) -> None:
+    def on_loop_end(self) -> None:  # the generator is left as a single-process fit leaves it
         for h in self.handles:
             h.remove()
-        self.handles = []
+        for s in self.samplers:
+            s.set_shard(None)
+        self.handles, self.samplers = [], []
 
 
 def fit_data_parallel(gen, images: np.ndarray, labels: np.ndarray, *, ctx: DistContext | None = None,

@@ -67,7 +67,7 @@ class TorchGeneratorMixin:
         try:
             yield self
         finally:
-            self.loop_hooks_ = None
+            vars(self).pop("loop_hooks_", None)  # back to the class default (None)
 
     def _train(self, start: int, budget: TrainingBudget, step_fn, callbacks, grid_fn, *, grid_every: int | None = None,
                checkpoint_fn=None):
