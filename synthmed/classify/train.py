@@ -1,5 +1,6 @@
-"""The baseline classifier's training (on the shared loop, ``synthmed.loop``): explicit budget, cosine schedule, early stopping on
-validation macro-F1 (best weights kept), optional class-balanced sampling and augmentation.
+"""The baseline classifier's training, on the shared loop (``synthmed.loop``): explicit budget, cosine
+schedule, early stopping on validation macro-F1 (best weights kept), optional class-balanced sampling
+and augmentation.
 
 Randomness is passed in: ``config.seed`` seeds weight init and dropout (inside a forked torch RNG,
 so the caller's global RNG is untouched), the batch order and the augmentation parameters. The

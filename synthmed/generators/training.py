@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from synthmed.loop import LoopHooks, LoopState, TrainingBudget, load_checkpoint, rng_state, run_training_loop, \
-    save_checkpoint, set_rng_state
+from synthmed.loop import (
+    LoopHooks, LoopState, TrainingBudget, load_checkpoint, rng_state, run_training_loop, save_checkpoint, set_rng_state,
+)
 
 
 # -- tensors -----------------------------------------------------------------------------------

@@ -53,4 +53,4 @@ def test_hooks_shard_reseed_and_refuse_a_batch_smaller_than_the_world():
     hooks.on_loop_end()
     assert len(sampler.next()) == 6
     with pytest.raises(ConfigError, match="batch of 2 images cannot be split over 3 processes"):
-        DataParallelHooks(DistContext(rank=0, world_size=3), None).on_loop_begin(LoopState({"s": BatchSampler(9, 2, 0)}))
+        hooks.on_loop_begin(LoopState({"sampler": BatchSampler(9, 2, seed=0)}))
