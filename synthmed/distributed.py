@@ -4,8 +4,10 @@ Launcher: ``torchrun`` (``torch.distributed.run``), which ships with torch — L
 add a dependency and want to own the training loop, while every family here already owns its loop.
 Backend: gloo on CPU, NCCL on CUDA. One process per device; each holds a full replica.
 
-How it plugs into a family without editing it (the families share ``TorchGeneratorMixin`` and
-``BatchSampler`` from ``generators/training.py``; :func:`fit_data_parallel` wraps ``gen.fit``):
+How it plugs into a family without editing it: through the training loop's extension point
+(:class:`DataParallelHooks`, a ``synthmed.loop.LoopHooks``, given to the family's loop with
+``gen.loop_hooks(...)``; every torch family shares ``TorchGeneratorMixin``), and through
+``BatchSampler.set_shard``. :func:`fit_data_parallel` wraps ``gen.fit`` this way:
 
 * **Sharding** — every rank draws the same *global* batch from the family's seeded ``BatchSampler``
   and keeps its slice ``idx[rank::world]`` (DistributedSampler-style), so the data order, and the
@@ -21,8 +23,9 @@ How it plugs into a family without editing it (the families share ``TorchGenerat
   checkpoints across world sizes. Cost: one collective per parameter tensor (no bucketing), which
   is fine for the sub-10 M-parameter nets trained here.
 * **Seeding** — rank 0 keeps the family's noise stream (so it is the first shard of the
-  single-process run); rank r > 0 reseeds ``gen.rng_`` from (seed, rank, start step), so ranks draw
-  different noise and a resume at any world size gets fresh, reproducible streams.
+  single-process run); rank r > 0 reseeds the family's noise generator (``LoopState.noise_rng``)
+  from (seed, rank, start step), so ranks draw different noise and a resume at any world size gets
+  fresh, reproducible streams.
 * **Rank 0 only** writes checkpoints and receives callbacks (scalars are the global-batch
   averages); every rank loads the checkpoint on resume. A checkpoint holds full (unsharded) weights
   and the global sampler state, so it resumes at any world size.
@@ -48,7 +51,8 @@ import torch
 
 from synthmed.callbacks import Callback, CallbackList
 from synthmed.errors import ConfigError
-from synthmed.generators.training import BatchSampler
+from synthmed.generators.training import TorchGeneratorMixin
+from synthmed.loop import BatchSampler, LoopHooks, LoopState
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -155,25 +159,22 @@ class _ReducedScalars(Callback):
 
 # -- sharding ----------------------------------------------------------------------------------
 class _Shards:
-    """Makes each ``BatchSampler`` return this rank's slice of the global batch; remembers the
-    slice's share of the batch (the weight of this rank's gradient)."""
+    """Installed with ``BatchSampler.set_shard``: keeps this rank's slice of each global batch and
+    remembers the slice's share of the batch (the weight of this rank's gradient)."""
 
     def __init__(self, rank: int, world: int):
         self.rank, self.world, self.weight = rank, world, 1.0 / world
 
-    def wrap(self, sampler: BatchSampler) -> None:
+    def attach(self, sampler: BatchSampler) -> None:
         if sampler.batch_size < self.world:
             raise ConfigError(f"batch of {sampler.batch_size} images cannot be split over {self.world} processes; "
                               "raise batch_size or lower --devices")
-        full_next = sampler.next
+        sampler.set_shard(self)
 
-        def next_shard() -> np.ndarray:
-            idx = full_next()  # the global batch: identical on every rank
-            mine = idx[self.rank :: self.world]
-            self.weight = len(mine) / len(idx)
-            return mine
-
-        sampler.next = next_shard
+    def __call__(self, idx: np.ndarray) -> np.ndarray:
+        mine = idx[self.rank :: self.world]  # idx is the global batch: identical on every rank
+        self.weight = len(mine) / len(idx)
+        return mine
 
 
 def rank_seed(seed: int, rank: int, step: int) -> int:
@@ -193,31 +194,45 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return None
 
 
-# -- the wrapper -------------------------------------------------------------------------------
-def _prepare(gen, ctx: DistContext, start: int, shards: _Shards, reducer: GradReducer | None) -> list:
-    """After the family built (and maybe restored) its state: sync replicas, shard, hook, reseed."""
-    parts = gen._stateful()
-    modules = [m for m in parts.values() if isinstance(m, torch.nn.Module)]
-    if ctx.backend is not None:  # replicas start identical, as DDP's constructor ensures
-        import torch.distributed as dist
+# -- the hooks the training loop calls ----------------------------------------------------------------
+class DataParallelHooks(LoopHooks):
+    """How one rank plugs into the training loop (``synthmed.loop.LoopHooks``), after the family has
+    built (and maybe restored) its state: sync replicas, shard the batch samplers, hook gradients,
+    reseed the noise of ranks > 0; only rank 0 writes checkpoints; the gradient hooks go at the end."""
 
-        for m in modules:
-            for t in [*m.parameters(), *m.buffers()]:
+    def __init__(self, ctx: DistContext, reducer: GradReducer | None):
+        self.ctx, self.reducer, self.handles, self.samplers = ctx, reducer, [], []
+        self.shards = _Shards(ctx.rank, ctx.world_size)
+        self.writes_checkpoints = ctx.rank == 0
+
+    def on_loop_begin(self, state: LoopState) -> None:
+        modules = [m for m in state.parts.values() if isinstance(m, torch.nn.Module)]
+        if self.ctx.backend is not None:  # replicas start identical, as DDP's constructor ensures
+            import torch.distributed as dist
+
+            for t in (t for m in modules for t in [*m.parameters(), *m.buffers()]):
                 dist.broadcast(t.data, src=0)
-    for s in parts.values():
-        if isinstance(s, BatchSampler):
-            shards.wrap(s)
-    handles = []
-    if reducer is not None:
-        optimised = {id(p): p for o in parts.values() if isinstance(o, torch.optim.Optimizer)
-                     for g in o.param_groups for p in g["params"]}
-        for p in optimised.values():
-            handles.append(p.register_post_accumulate_grad_hook(lambda q: reducer(q, shards.weight)))
-    if ctx.rank > 0:  # different noise per rank; rank 0 stays the single-process stream
-        gen.rng_.manual_seed(rank_seed(gen.config.seed, ctx.rank, start))
-        torch.manual_seed(rank_seed(gen.config.seed + 1, ctx.rank, start))
-        gen._write_checkpoint = lambda step: setattr(gen, "steps_done_", int(step))  # rank 0 writes
-    return handles
+        for s in state.parts.values():
+            if isinstance(s, BatchSampler):
+                self.shards.attach(s)
+                self.samplers.append(s)
+        if self.reducer is not None:
+            optimised = {id(p): p for o in state.parts.values() if isinstance(o, torch.optim.Optimizer)
+                         for g in o.param_groups for p in g["params"]}
+            self.handles += [p.register_post_accumulate_grad_hook(self._reduce) for p in optimised.values()]
+        if self.ctx.rank > 0:  # different noise per rank; rank 0 stays the single-process stream
+            state.noise_rng.manual_seed(rank_seed(state.seed, self.ctx.rank, state.start_step))
+            torch.manual_seed(rank_seed(state.seed + 1, self.ctx.rank, state.start_step))
+
+    def _reduce(self, p: torch.nn.Parameter) -> None:
+        self.reducer(p, self.shards.weight)
+
+    def on_loop_end(self) -> None:  # the generator is left as a single-process fit leaves it
+        for h in self.handles:
+            h.remove()
+        for s in self.samplers:
+            s.set_shard(None)
+        self.handles, self.samplers = [], []
 
 
 def fit_data_parallel(gen, images: np.ndarray, labels: np.ndarray, *, ctx: DistContext | None = None,
@@ -249,27 +264,13 @@ def fit_data_parallel(gen, images: np.ndarray, labels: np.ndarray, *, ctx: DistC
     if ctx.world_size == 1 and reducer is None:
         with amp:
             return gen.fit(images, labels, callbacks=callbacks, out_dir=out_dir, resume=resume)
-    if not hasattr(gen, "_begin_fit"):
+    if not isinstance(gen, TorchGeneratorMixin):
         raise ConfigError(f"{gen.name} does not support data-parallel training (not a torch family)")
     if reducer is None and ctx.backend is not None:
         reducer = all_reduce_grad
-    shards, handles = _Shards(ctx.rank, ctx.world_size), []
-    begin = gen._begin_fit
-
-    def begin_fit(*args, **kwargs) -> int:  # the family's own start, then the data-parallel setup
-        start = begin(*args, **kwargs)
-        handles.extend(_prepare(gen, ctx, start, shards, reducer))
-        return start
-
-    gen._begin_fit = begin_fit
+    hooks = DataParallelHooks(ctx, reducer)
     logs = ctx.is_main or ctx.backend is None  # a simulated rank (no process group) logs for itself
-    cbs = _ReducedScalars(CallbackList(callbacks) if logs else None, shards, ctx.backend is not None)
-    try:
-        with amp:
-            gen.fit(images, labels, callbacks=cbs, out_dir=out_dir, resume=resume)
-    finally:
-        for h in handles:
-            h.remove()
-        for name in ("_begin_fit", "_write_checkpoint"):
-            gen.__dict__.pop(name, None)
+    cbs = _ReducedScalars(CallbackList(callbacks) if logs else None, hooks.shards, ctx.backend is not None)
+    with amp, gen.loop_hooks(hooks):
+        gen.fit(images, labels, callbacks=cbs, out_dir=out_dir, resume=resume)
     return gen

@@ -1,5 +1,6 @@
-"""The baseline classifier's training loop: explicit budget, cosine schedule, early stopping on
-validation macro-F1 (best weights kept), optional class-balanced sampling and augmentation.
+"""The baseline classifier's training, on the shared loop (``synthmed.loop``): explicit budget, cosine
+schedule, early stopping on validation macro-F1 (best weights kept), optional class-balanced sampling
+and augmentation.
 
 Randomness is passed in: ``config.seed`` seeds weight init and dropout (inside a forked torch RNG,
 so the caller's global RNG is untouched), the batch order and the augmentation parameters. The
@@ -26,7 +27,7 @@ from synthmed.classify.models import ImageClassifier, build_classifier
 from synthmed.classify.trained import TrainedClassifier, check_images, nhwc_to_tensor
 from synthmed.data.types import LabeledImages
 from synthmed.errors import DataFormatError
-from synthmed.generators.training import BatchSampler, TrainingBudget, check_finite
+from synthmed.loop import BatchSampler, TrainingBudget, run_training_loop
 from synthmed.metrics.classification import KEY_MACRO_F1, KEY_ROC_AUC, classification_metrics
 from synthmed.utils.io import write_json_atomic
 from synthmed.utils.runtime import configure_torch_cpu, resolve_device
@@ -125,21 +126,27 @@ def _validation_row(net, val, device, config, step, losses, lr, t0) -> tuple[dic
     return row, {"val_macro_f1": m[KEY_MACRO_F1], "val_auc": auc}
 
 
-def _fit(net, train: LabeledImages, val: LabeledImages | None, config: ClassifierConfig, device, total: int,
-         cbs: CallbackList) -> tuple[int, str, _Best, list[dict[str, Any]]]:
-    """The loop: budgeted steps, validation every ``eval_every``, early stopping; the best weights
-    are loaded into ``net`` at the end. Returns (steps done, what stopped it, best, history)."""
+@dataclass
+class _Run:
+    """What the classifier's loop keeps between steps: validation history and the losses since the last pass."""
+
+    best: _Best
+    history: list[dict[str, Any]]
+    losses: list[float]
+    lr: float = math.nan
+    t0: float = 0.0
+
+
+def _step_fn(net, train: LabeledImages, config: ClassifierConfig, device, total: int, run: _Run):
+    """One optimiser step on the next batch (augmented when asked); returns its loss and lr."""
     x_all = nhwc_to_tensor(train.images)  # (N, C, H, W) uint8 on CPU; batches move to the device
     y_all = torch.from_numpy(train.labels.astype(np.int64))
     opt, sched = _make_optimizer(net, config, total)
     aug_gen = torch.Generator().manual_seed(config.seed + 1)  # +1: a stream apart from the init seed
     batches = _batches(train.labels, train.num_classes, config)
-    budget = TrainingBudget(total, config.max_minutes)
     loss_fn = nn.CrossEntropyLoss()
-    history: list[dict[str, Any]] = []
-    best, losses, step, stopped_by = _Best(), [], 0, "max_steps"
-    t0 = time.perf_counter()
-    while not budget.done(step):
+
+    def step_fn(step: int) -> dict[str, float]:
         idx = next(batches)
         xb = x_all[idx].to(device, non_blocking=True)  # (B, C, H, W) uint8
         if config.augment:
@@ -148,31 +155,55 @@ def _fit(net, train: LabeledImages, val: LabeledImages | None, config: Classifie
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        lr = opt.param_groups[0]["lr"]
+        run.lr = opt.param_groups[0]["lr"]
         sched.step()
-        step += 1
-        losses.append(loss.item())
-        check_finite({"loss": losses[-1]}, step, f"classifier {config.model}")
-        scalars = {"loss": losses[-1], "lr": lr, "val_macro_f1": math.nan, "val_auc": math.nan}
-        if val is not None and (step % config.eval_every == 0 or budget.done(step)):
-            row, val_scalars = _validation_row(net, val, device, config, step, losses, lr, t0)
-            history.append(row)
-            scalars.update(val_scalars)
-            losses = []
-            best.update(row["val_macro_f1"], step, net)
-            cbs.on_step(step, scalars)
-            if config.patience is not None and best.since >= config.patience:
-                stopped_by = "early_stopping"
-                break
-        else:
-            cbs.on_step(step, scalars)
-    stopped_by = budget.stopped_by if stopped_by != "early_stopping" and budget.stopped_by else stopped_by
+        run.losses.append(loss.item())
+        return {"loss": run.losses[-1], "lr": run.lr}
+
+    return step_fn
+
+
+def _after_step(net, val: LabeledImages | None, config: ClassifierConfig, device, budget: TrainingBudget, run: _Run):
+    """Validation every ``eval_every`` steps and at the last; early stopping on macro-F1 patience."""
+
+    def after_step(step: int, scalars: dict[str, float]) -> dict[str, float]:
+        scalars = {**scalars, "val_macro_f1": math.nan, "val_auc": math.nan}
+        if val is None or not (step % config.eval_every == 0 or budget.done(step)):
+            return scalars
+        row, val_scalars = _validation_row(net, val, device, config, step, run.losses, run.lr, run.t0)
+        run.history.append(row)
+        scalars.update(val_scalars)
+        run.losses = []
+        run.best.update(row["val_macro_f1"], step, net)
+        if config.patience is not None and run.best.since >= config.patience:
+            budget.stop("early_stopping")
+        return scalars
+
+    return after_step
+
+
+def _fit(net, train: LabeledImages, val: LabeledImages | None, config: ClassifierConfig, device, total: int,
+         cbs: CallbackList, info: dict[str, Any]) -> tuple[int, str, _Best, list[dict[str, Any]]]:
+    """The shared loop (synthmed.loop): budgeted steps, validation every ``eval_every``, early stopping;
+    the best weights are loaded into ``net`` at the end. Returns (steps done, what stopped it, best, history)."""
+    run = _Run(_Best(), [], [], t0=time.perf_counter())
+    budget = TrainingBudget(total, config.max_minutes)
+    step_fn = _step_fn(net, train, config, device, total, run)
+
+    def end_info(step: int) -> dict[str, Any]:
+        b = run.best
+        return {"steps_done": step, "best_step": b.step if b.state is not None else step,
+                "stopped_by": budget.stopped_by, "best_val_macro_f1": None if b.state is None else b.f1}
+
+    step = run_training_loop(family=f"classifier {config.model}", start_step=0, budget=budget, step_fn=step_fn,
+                             callbacks=cbs, after_step=_after_step(net, val, config, device, budget, run), info=info,
+                             end_info=end_info)
     if val is None:
-        history.append({"step": step, "train_loss": float(np.mean(losses)) if losses else math.nan, "lr": lr,
-                        "elapsed_s": time.perf_counter() - t0})
-    if best.state is not None:
-        net.load_state_dict(best.state)
-    return step, stopped_by, best, history
+        run.history.append({"step": step, "train_loss": float(np.mean(run.losses)) if run.losses else math.nan,
+                            "lr": run.lr, "elapsed_s": time.perf_counter() - run.t0})
+    if run.best.state is not None:
+        net.load_state_dict(run.best.state)
+    return step, budget.stopped_by, run.best, run.history
 
 
 # -- training -----------------------------------------------------------------------------------
@@ -203,12 +234,10 @@ def train_classifier(train: LabeledImages, val: LabeledImages | None = None, con
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)  # weight init + dropout
         net = build_classifier(config.model, train.num_classes, c, h, config.stem).to(device).train()
-        cbs.on_train_begin(total, {"model": config.model, "stem": config.stem, "n_train": len(train)})
-        step, stopped_by, best, history = _fit(net, train, val, config, device, total, cbs)
+        info = {"model": config.model, "stem": config.stem, "n_train": len(train)}
+        step, stopped_by, best, history = _fit(net, train, val, config, device, total, cbs, info)
     clf = TrainedClassifier(net, config, train.class_names, (h, w, c), history=history, steps_done=step,
                             best_step=best.step if best.state is not None else step, stopped_by=stopped_by)
-    cbs.on_train_end({"steps_done": step, "best_step": clf.best_step, "stopped_by": stopped_by,
-                      "best_val_macro_f1": None if best.state is None else best.f1})
     if out_dir is not None:
         clf.save(Path(out_dir) / CHECKPOINT_FILE)
         write_json_atomic(Path(out_dir) / HISTORY_FILE, history)

@@ -30,17 +30,9 @@ from pydantic import Field
 
 from synthmed.callbacks import CallbackList
 from synthmed.generators.base import ConditionalGenerator, GeneratorConfig, register_generator
-from synthmed.generators.training import (
-    BatchSampler,
-    TorchGeneratorMixin,
-    TrainingBudget,
-    grid_labels,
-    make_ema,
-    run_training_loop,
-    to_model_tensor,
-    to_uint8_images,
-)
+from synthmed.generators.training import TorchGeneratorMixin, grid_labels, to_model_tensor, to_uint8_images
 from synthmed.imaging import class_rows_grid
+from synthmed.loop import BatchSampler, TrainingBudget, make_ema
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -131,6 +123,7 @@ class DDPM(TorchGeneratorMixin, ConditionalGenerator):
     Config = DDPMConfig
     sample_knobs = ("sampler", "steps", "guidance", "progress")  # keyword arguments of sample() beyond seed
     default_max_steps = 2000  # ≈6 min on the 2-core CPU at 28 px (bench/RESULTS.md, ddpm section)
+    state_attrs = {"unet": "unet_", "ema": "ema_", "optimizer": "optimizer_", "sampler": "sampler_"}
 
     @classmethod
     def tiny_config(cls) -> dict:
@@ -146,12 +139,6 @@ class DDPM(TorchGeneratorMixin, ConditionalGenerator):
         self.optimizer_ = torch.optim.AdamW(self.unet_.parameters(), lr=c.lr)
         self.noise_scheduler_ = build_scheduler(c, "ddpm")
         self.rng_ = torch.Generator(device=self.device_).manual_seed(c.seed)
-
-    def _stateful(self) -> dict:
-        out = {"unet": self.unet_, "ema": self.ema_, "optimizer": self.optimizer_}
-        if getattr(self, "sampler_", None) is not None:
-            out["sampler"] = self.sampler_
-        return out
 
     @property
     def null_label(self) -> int:
@@ -206,14 +193,7 @@ class DDPM(TorchGeneratorMixin, ConditionalGenerator):
             imgs = self._denoise(lab, seed=0, sampler="ddim", steps=c.grid_steps, progress=False)
             cb.on_grid(step, class_rows_grid(imgs, lab, self.num_classes_, c.grid_per_class), "samples")
 
-        self.steps_done_ = run_training_loop(
-            family=self.name, start_step=start, budget=budget, step_fn=step_fn, callbacks=cb,
-            grid_every=c.grid_every, grid_fn=grid_fn, checkpoint_every=c.checkpoint_every,
-            checkpoint_fn=self._write_checkpoint if out_dir is not None else None,
-            checkpoint_path=self.checkpoint_path_)
-        self.stopped_by_ = budget.stopped_by  # "max_steps" or "max_minutes", recorded by the study
-        self.fitted_ = True
-        return self
+        return self._train(start, budget, step_fn, cb, grid_fn)
 
     @torch.no_grad()
     def sample(self, labels: np.ndarray, *, seed: int | None = None, sampler: str | None = None,

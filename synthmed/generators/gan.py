@@ -32,11 +32,9 @@ from synthmed.generators.base import ConditionalGenerator, GeneratorConfig, regi
 from synthmed.generators.diffaugment import DEFAULT_POLICY, diff_augment
 from synthmed.generators.gan_losses import GANLoss, get_loss, gradient_penalty
 from synthmed.generators.gan_nets import DCGANDiscriminator, DCGANGenerator, dcgan_init_
-from synthmed.generators.training import (
-    BatchSampler, TorchGeneratorMixin, TrainingBudget, grid_labels, make_ema, run_training_loop, to_model_tensor,
-    to_uint8_images,
-)
+from synthmed.generators.training import TorchGeneratorMixin, grid_labels, to_model_tensor, to_uint8_images
 from synthmed.imaging import class_rows_grid
+from synthmed.loop import BatchSampler, TrainingBudget, make_ema
 
 
 class GANConfig(GeneratorConfig):
@@ -260,13 +258,7 @@ class ConditionalGAN(TorchGeneratorMixin, ConditionalGenerator):
                 self._write_checkpoint(step)
 
         budget = TrainingBudget(self.max_steps_, cfg.max_minutes)
-        self.steps_done_ = run_training_loop(
-            family=self.name, start_step=start, budget=budget, step_fn=step_fn, callbacks=cbs, grid_every=1,
-            grid_fn=grid_fn, checkpoint_every=cfg.checkpoint_every,
-            checkpoint_fn=checkpoint_fn if out_dir is not None else None, checkpoint_path=self.checkpoint_path_)
-        self.stopped_by_ = budget.stopped_by
-        self.fitted_ = True
-        return self
+        return self._train(start, budget, step_fn, cbs, grid_fn, grid_every=1, checkpoint_fn=checkpoint_fn)
 
     @property
     def d_steps_done_(self) -> int:

@@ -24,16 +24,9 @@ from torch import nn
 from synthmed.callbacks import CallbackList
 from synthmed.errors import ConfigError
 from synthmed.generators.base import ConditionalGenerator, GeneratorConfig, register_generator
-from synthmed.generators.training import (
-    BatchSampler,
-    TorchGeneratorMixin,
-    TrainingBudget,
-    grid_labels,
-    run_training_loop,
-    to_model_tensor,
-    to_uint8_images,
-)
+from synthmed.generators.training import TorchGeneratorMixin, grid_labels, to_model_tensor, to_uint8_images
 from synthmed.imaging import class_rows_grid, make_grid
+from synthmed.loop import BatchSampler, TrainingBudget
 
 SUPPORTED_SIZES = (28, 32, 64)
 
@@ -134,6 +127,7 @@ class CVAE(TorchGeneratorMixin, ConditionalGenerator):
 
     Config = CVAEConfig
     default_max_steps = 1500  # ≈2 min on the 2-core CPU at 28 px (bench/RESULTS.md, cvae section)
+    state_attrs = {"encoder": "encoder_", "decoder": "decoder_", "optimizer": "optimizer_", "sampler": "sampler_"}
 
     @classmethod
     def tiny_config(cls) -> dict:
@@ -150,12 +144,6 @@ class CVAE(TorchGeneratorMixin, ConditionalGenerator):
         params = [*self.encoder_.parameters(), *self.decoder_.parameters()]
         self.optimizer_ = torch.optim.Adam(params, lr=c.lr)
         self.rng_ = torch.Generator(device=self.device_).manual_seed(c.seed)
-
-    def _stateful(self) -> dict:
-        out = {"encoder": self.encoder_, "decoder": self.decoder_, "optimizer": self.optimizer_}
-        if getattr(self, "sampler_", None) is not None:
-            out["sampler"] = self.sampler_
-        return out
 
     def beta_at(self, step: int) -> float:
         """β after linear warm-up: ``beta * min(1, step / kl_warmup_steps)``."""
@@ -205,14 +193,7 @@ class CVAE(TorchGeneratorMixin, ConditionalGenerator):
             lab = grid_labels(self.num_classes_, per)
             cb.on_grid(step, class_rows_grid(self._decode(lab, 0), lab, self.num_classes_, per), "samples")
 
-        self.steps_done_ = run_training_loop(family=self.name, start_step=start, budget=budget, step_fn=step_fn, callbacks=cb,
-                          grid_every=self.config.grid_every, grid_fn=grid_fn,
-                          checkpoint_every=self.config.checkpoint_every,
-                          checkpoint_fn=self._write_checkpoint if out_dir is not None else None,
-                          checkpoint_path=self.checkpoint_path_)
-        self.stopped_by_ = budget.stopped_by  # "max_steps" or "max_minutes", recorded by the study
-        self.fitted_ = True
-        return self
+        return self._train(start, budget, step_fn, cb, grid_fn)
 
     @torch.no_grad()
     def _reconstruction_grid(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:

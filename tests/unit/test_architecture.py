@@ -38,3 +38,14 @@ def test_an_upward_import_breaks_the_contract(tmp_path):
     assert res.returncode != 0
     assert "synthmed.data is not allowed to import synthmed.study" in res.stdout
     assert "synthmed.data.types -> synthmed.study.runner" in res.stdout
+
+
+def test_the_training_loop_may_not_import_the_trainers(tmp_path):
+    """synthmed.loop sits below generators and classify: the loop importing a family breaks the contract."""
+    shutil.copytree(ROOT / "synthmed", tmp_path / "synthmed", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    loop = tmp_path / "synthmed" / "loop.py"
+    loop.write_text(loop.read_text() + "\nimport synthmed.generators.training  # noqa: planted upward import\n")
+    res = _lint(tmp_path)
+    assert res.returncode != 0
+    assert "synthmed.loop -> synthmed.generators.training" in res.stdout

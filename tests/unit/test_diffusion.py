@@ -9,7 +9,7 @@ import torch
 from synthmed.errors import ConfigError
 from synthmed.generators import get_generator_class, load_generator, make_generator
 from synthmed.generators.diffusion import DDPM, DDPMConfig, build_scheduler, build_unet, guided_eps, padded_size
-from synthmed.generators.training import make_ema
+from synthmed.loop import make_ema
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
