@@ -39,6 +39,8 @@ class GeneratorSpec(StageConfig):
     family: str  # a registered family: synthmed.generators.list_generators()
     label: str | None = None  # name in tables/report (default: the family); lets one family appear twice
     config: dict[str, Any] = Field(default_factory=dict)  # family config overrides (validated by the family)
+    sample: dict[str, Any] = Field(default_factory=dict)  # sampling knobs the family's sample() declares (e.g.
+    # ddpm: sampler, steps, guidance); not part of the generator's key, so changing them re-samples, never retrains
 
     @property
     def display(self) -> str:

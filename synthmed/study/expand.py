@@ -114,16 +114,22 @@ def generator_stage(s: _Seed, g: GeneratorSpec) -> Stage:
                   generator=g.display, seed=s.seed)
 
 
-def samples_stage(s: _Seed, label: str, gen: Stage, ratio: float | None = None) -> Stage:
+def samples_stage(s: _Seed, g: GeneratorSpec, gen: Stage, ratio: float | None = None) -> Stage:
+    from synthmed.generators import get_generator_class
+
     suffix = "" if ratio is None else f" ratio {ratio:g}"
-    return _stage("samples", f"sample {label}{suffix} seed {s.seed}", s.samples_conf(ratio),
-                  {"generator": gen, "split": s.split}, generator=label, seed=s.seed)
+    conf = s.samples_conf(ratio).model_copy(update={"knobs": samples.check_knobs(get_generator_class(g.family), g.sample)})
+    st = _stage("samples", f"sample {g.display}{suffix} seed {s.seed}", conf, {"generator": gen, "split": s.split},
+                generator=g.display, seed=s.seed)
+    if not g.sample:  # no knobs: left out of the key, so run folders from before knobs existed still resume
+        st.config.pop("knobs")
+    return st
 
 
 def samples_file_stage(s: _Seed, spec: SamplesSpec, ratio: float | None = None) -> Stage:
     path = str(Path(spec.path).resolve())
     suffix = "" if ratio is None else f" ratio {ratio:g}"
-    conf = samples_file.Config(**s.samples_conf(ratio).model_dump(), path=path, content=file_identity(path),
+    conf = samples_file.Config(**s.samples_conf(ratio).model_dump(exclude={"knobs"}), path=path, content=file_identity(path),
                                allow_unknown_provenance=spec.allow_unknown_provenance)
     return _stage("samples_file", f"import {spec.display}{suffix} seed {s.seed}", conf, {"split": s.split},
                   generator=spec.display, seed=s.seed)
@@ -147,8 +153,8 @@ def _synthetic_sets(s: _Seed) -> list[Stage]:
     stages: list[Stage] = []
     for g in s.cfg.generators:
         gen = generator_stage(s, g)
-        main = samples_stage(s, g.display, gen)
-        swept = [(r, samples_stage(s, g.display, gen, r)) for r in s.ratios]
+        main = samples_stage(s, g, gen)
+        swept = [(r, samples_stage(s, g, gen, r)) for r in s.ratios]
         stages += [gen, main, *_downstream(s, g.display, main, swept, gen)]
     for spec in s.cfg.samples:
         main = samples_file_stage(s, spec)

@@ -91,3 +91,27 @@ def test_default_study_has_no_time_caps_and_a_fair_ceiling():
     assert ceiling.config["fair_budget"] == {"max_steps": 600, "balanced_sampling": True}
     real = next(s for s in stages if s.kind == "classify" and s.config["condition"] == "real")
     assert real.config["fair_budget"] is None
+
+
+def test_sampling_knobs_resample_without_retraining():
+    def study(**ddpm_sample):
+        gens = [{"family": "ddpm", "config": {"tiny": True, "max_steps": 3}, "sample": ddpm_sample},
+                {"family": "cvae", "config": {"tiny": True, "max_steps": 3}}]
+        return expand_study(load_study_config({"seeds": [0], "generators": gens}, profile="smoke"))
+
+    plain, tuned = study(), study(steps=5)
+
+    def keys(stages, kind, gen):
+        return {s.key for s in stages if s.kind == kind and s.labels.get("generator") == gen}
+
+    assert keys(plain, "generator", "ddpm") == keys(tuned, "generator", "ddpm")  # no retraining
+    assert keys(plain, "samples", "ddpm") != keys(tuned, "samples", "ddpm")  # a new synthetic set
+    assert keys(plain, "samples", "cvae") == keys(tuned, "samples", "cvae")
+    assert all("knobs" not in s.config for s in plain if s.kind == "samples")  # no knobs: the old keys
+
+
+def test_unknown_sampling_knob_is_one_line_before_any_work():
+    with pytest.raises(ConfigError) as e:
+        expand_study(load_study_config({"generators": [{"family": "cvae", "sample": {"sampler": "unipc"}}]},
+                                       profile="smoke"))
+    assert "cvae sampling takes no sampler" in str(e.value) and "\n" not in str(e.value)

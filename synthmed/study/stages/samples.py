@@ -21,6 +21,7 @@ class Config(StageConfig):
     ratio: float | None = Field(None, ge=0)  # synthetic = ratio × real training images
     balanced: bool = True
     seed: int  # the sampling seed
+    knobs: dict[str, Any] = Field(default_factory=dict)  # the family's sampling knobs (e.g. ddpm sampler/steps)
 
 
 def label_plan(cfg: Config, train) -> np.ndarray:
@@ -42,15 +43,21 @@ def save_samples(folder: Path, images: np.ndarray, labels: np.ndarray, class_nam
     save_png(folder / GRID_FILE, class_rows_grid(images, labels, len(class_names), per_row, class_names), scale=2)
 
 
+def check_knobs(cls, knobs: dict[str, Any]) -> dict[str, Any]:
+    """Sampling settings for a family, checked against the knobs its ``sample()`` declares."""
+    from synthmed.errors import ConfigError
+
+    unknown = sorted(set(knobs) - set(cls.sample_knobs))
+    if unknown:
+        raise ConfigError(f"{cls.name} sampling takes no {', '.join(unknown)} "
+                          f"(its knobs: {', '.join(cls.sample_knobs) or 'none'})")
+    return dict(knobs)
+
+
 def sample_into(folder: Path, gen, labels: np.ndarray, class_names, *, seed: int, per_row: int, pngs: bool = False,
                 **knobs: Any) -> dict[str, Any]:
     """Sample ``gen`` for ``labels`` (``knobs``: the family's declared ``sample_knobs``) and save them."""
-    from synthmed.errors import ConfigError
-
-    unknown = sorted(set(knobs) - set(type(gen).sample_knobs))
-    if unknown:
-        raise ConfigError(f"{gen.name} sampling takes no {', '.join(unknown)} "
-                          f"(its knobs: {', '.join(type(gen).sample_knobs) or 'none'})")
+    check_knobs(type(gen), knobs)
     t0 = time.perf_counter()
     images = gen.sample(labels, seed=seed, **knobs)
     wall = time.perf_counter() - t0
@@ -71,4 +78,5 @@ def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict
     provenance = find_provenance(inputs["generator"])
     if provenance is not None:  # a samples folder says which split its generator trained on
         write_provenance(folder, provenance)
-    return sample_into(folder, gen, label_plan(cfg, train), train.class_names, seed=cfg.seed, per_row=10)
+    return sample_into(folder, gen, label_plan(cfg, train), train.class_names, seed=cfg.seed, per_row=10,
+                       **cfg.knobs)
