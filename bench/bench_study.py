@@ -2,6 +2,9 @@
 
     python bench/bench_study.py --profile default                 # the embedded default study (issue 6)
     python bench/bench_study.py --controls --seeds 5              # the control bars generators must beat (issue 5)
+    python bench/bench_study.py --summarize RUN_DIR               # record a run made with `synthmed run` (its manifest)
+
+Run it alone on the machine: record the load beside the wall time (the header does).
 
 The second form runs no generator: `real`, `real+classic`, `real+duplicate` (count-matched to the
 default 1200 synthetic images) and `all-real`, over 5 seeds, with 95 % CIs and paired tests vs `real`.
@@ -10,6 +13,7 @@ default 1200 synthetic images) and `all-real`, over 5 seeds, with 95 % CIs and p
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
@@ -37,6 +41,47 @@ def table(rows: list[dict], metric: str) -> str:
     return "\n".join(lines)
 
 
+def verdict_table(rows: list[dict]) -> str:
+    """Each (generator, condition) vs the best control, paired by draw, Holm-corrected (the report's family)."""
+    from synthmed.runs.results import generator_verdicts, verdict_family
+
+    v = generator_verdicts(rows)
+    tested = verdict_family(rows, v["metric"])["tested"]
+    lines = [f"Gain in {v['metric']} over the best control `{v['control']}` ({v['note']}):", "",
+             "| condition (generator) | n | gain | CI (Holm level) | p | p Holm | MDE | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, t in tested.items():
+        ci = f"[{t['ci_low']:+.3f}, {t['ci_high']:+.3f}] ({t['confidence']:.3f})" if t["ci_low"] is not None else "–"
+        mde = f"{t['mde']:.3f}" if t.get("mde") is not None else "–"
+        lines.append(f"| {name} | {t['n']} | {t['gain']:+.3f} | {ci} | {t['p_value']:.3f} | {t['p_holm']:.3f} | "
+                     f"{mde} | {t['verdict']} |")
+    return "\n".join(lines)
+
+
+def summarize_run(out: Path, title: str, command: str) -> str:
+    """The section body for a finished run folder: wall time, time per stage kind, headline tables."""
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    rows = load_results(out)
+    by_kind: dict[str, float] = defaultdict(float)
+    for s in manifest["stages"]:
+        if not s["cached"]:
+            by_kind[s["kind"]] += s["wall_s"]
+    wall = manifest["wall_s"]
+    stage_lines = "\n".join(f"| {s['name']} | {s['wall_s']:.1f} | {'cached' if s['cached'] else ''} |" for s in manifest["stages"])
+    return (
+        f"### {title}\n\n" + header(command)
+        + f"- executor: {manifest['executor']}; wall time: {wall:.0f} s ({wall / 60:.1f} min) for {manifest['stages_run']} "
+        f"stages ({manifest['stages_cached']} cached)\n"
+        + "- stage seconds summed by kind (worker time, not wall): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in by_kind.items()) + "\n\n"
+        + verdict_table(rows) + "\n\n"
+        + table(rows, "roc_auc") + "\n\n" + table(rows, "macro_f1") + "\n\n"
+        + "<details><summary>per-stage wall time</summary>\n\n| stage | s | |\n|---|---|---|\n" + stage_lines + "\n\n</details>\n"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="default")
@@ -44,7 +89,17 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--section", default=None)
+    ap.add_argument("--workers", type=int, default=None, help="local executor workers (default: synthmed's)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--summarize", type=Path, default=None, help="record this finished run folder; run nothing")
     args = ap.parse_args()
+    if args.summarize:
+        name = json.loads((args.summarize / "manifest.json").read_text())["study"]
+        section = args.section or "study-summary"
+        body = summarize_run(args.summarize, f"Study `{name}` ({args.summarize.name})", " ".join(["python", *sys.argv]))
+        replace_section(section, body)
+        print(body)
+        return
     data: dict = {}
     if args.controls:
         data = {"name": "controls", "generators": [], "conditions": ["real", "real+classic", "real+duplicate", "all-real"]}
@@ -54,7 +109,10 @@ def main() -> None:
     section = args.section or ("study-controls" if args.controls else f"study-{args.profile}")
     out = args.out or Path("bench/out") / section
     t0 = time.perf_counter()
-    manifest = run_study(cfg, out, data_dir=os.environ.get("SYNTHMED_DATA_DIR"), progress=True)
+    from synthmed.study import LocalExecutor
+
+    manifest = run_study(cfg, out, executor=LocalExecutor(workers=args.workers), data_dir=os.environ.get("SYNTHMED_DATA_DIR"),
+                         progress=True, threads=args.threads)
     wall = time.perf_counter() - t0
     rows = load_results(out)
     by_kind: dict[str, float] = defaultdict(float)

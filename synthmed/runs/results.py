@@ -167,15 +167,9 @@ def _family(by: dict, control: dict[int, float], failed: set[str]) -> dict[str, 
     return fam
 
 
-def generator_verdicts(rows: list[dict[str, Any]], metric: str = PRIMARY, *, alpha: float = 0.05) -> dict[str, Any]:
-    """One verdict per generator: the gain of its best generator condition over the best control.
-
-    The family is every (generator, condition that uses a generator) pair of the study, each paired by
-    seed (= by k-shot draw when ``split.per_seed``) with the best control (the control with the highest
-    mean); Holm–Bonferroni over that family (``metrics.stats.family_verdicts``). Each generator's line
-    shows its condition with the largest gain. Generators whose health is ``failed`` stay in the tables
-    but are left out of the family. Returns ``{metric, control, alpha, m, n_draws, generators: {name: ...},
-    excluded: [names], note}``."""
+def verdict_family(rows: list[dict[str, Any]], metric: str = PRIMARY, *, alpha: float = 0.05) -> dict[str, Any]:
+    """Every (generator, generator condition) pair vs the best control, Holm-corrected as one family:
+    ``{control, failed, fidelity, by, tested: {"cond (gen)": {generator, condition, gain, ci_low, ...}}}``."""
     from synthmed.metrics.stats import family_verdicts
 
     by = _by_condition(rows, metric)
@@ -185,11 +179,27 @@ def generator_verdicts(rows: list[dict[str, Any]], metric: str = PRIMARY, *, alp
     failed = {g for g in gens if fid.get(g, {}).get("health") == HEALTH_FAILED}
     fam = _family(by, by.get((CONTROL, control), {}), failed) if control else {}
     tested = family_verdicts({k: (a, b) for k, (_, _, a, b) in fam.items()}, alpha=alpha) if fam else {}
-    out: dict[str, dict[str, Any]] = {}
     for name, v in tested.items():
-        gen, cond = fam[name][:2]
+        v.update(generator=fam[name][0], condition=fam[name][1])
+    return {"control": control, "failed": failed, "fidelity": fid, "generators": gens, "by": by, "tested": tested}
+
+
+def generator_verdicts(rows: list[dict[str, Any]], metric: str = PRIMARY, *, alpha: float = 0.05) -> dict[str, Any]:
+    """One verdict per generator: the gain of its best generator condition over the best control.
+
+    The family is every (generator, condition that uses a generator) pair of the study, each paired by
+    seed (= by k-shot draw when ``split.per_seed``) with the best control (the control with the highest
+    mean); Holm–Bonferroni over that family (``verdict_family``). Each generator's line shows its
+    condition with the largest gain. Generators whose health is ``failed`` stay in the tables but are
+    left out of the family. Returns ``{metric, control, alpha, m, n_draws, generators: {name: ...},
+    excluded: [names], note}``."""
+    f = verdict_family(rows, metric, alpha=alpha)
+    by, control, fid, gens, failed, tested = f["by"], f["control"], f["fidelity"], f["generators"], f["failed"], f["tested"]
+    out: dict[str, dict[str, Any]] = {}
+    for v in tested.values():
+        gen = v["generator"]
         if gen not in out or v["gain"] > out[gen]["gain"]:
-            out[gen] = {**v, "condition": cond}
+            out[gen] = dict(v)
     cut = {r["generator"] for r in rows if r.get("cut_by_time") and r["generator"] != CONTROL}
     for g in gens:
         entry = out.setdefault(g, {"verdict": "excluded" if g in failed else "cannot tell", "n": 0})
