@@ -358,6 +358,21 @@ def _ref_side(ref: np.ndarray, k: int, radii: np.ndarray | None = None) -> dict:
             "radii": prdc_radii(ref, k) if radii is None else radii}
 
 
+def _fid_low_rank(ref_stats: dict, fake: np.ndarray) -> float:
+    """FID against ``ref_stats`` for a set of n ≤ D images, whose covariance Σ_f = S Sᵀ (S = centred rows ᵀ / √(n−1),
+    D × n) has rank < n. Tr((Σ_r Σ_f)^½) is the sum of the square roots of the eigenvalues of Σ_r Σ_f, which
+    are those of the symmetric n × n matrix Sᵀ Σ_r S: ``eigvalsh`` finds them 3-30x faster than the general
+    ``eigvals`` of the D × D product that torch-fidelity uses (95 ms a call at D = 512, half the fidelity
+    stage's time), and without the spurious ±1e-16 eigenvalues of the singular product (their square roots
+    moved the old FD by ~1e-8 at n = 500). Used on the half-samples; full-size sets keep torch-fidelity's path."""
+    mu = fake.mean(axis=0)
+    centred = fake - mu
+    s = centred.T / np.sqrt(len(fake) - 1)
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh(s.T @ ref_stats["sigma"] @ s), 0, None)).sum()
+    diff = ref_stats["mu"] - mu
+    return float(diff @ diff + np.trace(ref_stats["sigma"]) + (centred * centred).sum() / (len(fake) - 1) - 2 * tr_covmean)
+
+
 def _pair_metrics(ref: np.ndarray, side: dict, fake: np.ndarray, k: int) -> dict[str, float]:
     """All matched metrics of ``fake`` against ``ref`` (``side`` = ``_ref_side(ref)``, computed once by the caller).
 
@@ -368,7 +383,10 @@ def _pair_metrics(ref: np.ndarray, side: dict, fake: np.ndarray, k: int) -> dict
     from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
 
     r, f = _as_features(ref, "reference"), _as_features(fake, "synthetic")
-    fid = float(fid_statistics_to_metric(side["stats"], fid_features_to_statistics(f), verbose=False)[KEY_METRIC_FID])
+    if len(f) <= f.shape[1]:
+        fid = _fid_low_rank(side["stats"], f.numpy())
+    else:
+        fid = float(fid_statistics_to_metric(side["stats"], fid_features_to_statistics(f), verbose=False)[KEY_METRIC_FID])
     kid = kid_features_to_metric(f, r, kid_subsets=1, kid_subset_size=min(len(r), len(f)), rng_seed=0, verbose=False)
     return {KEY_FID: fid, KEY_KID_MEAN: float(kid[KEY_METRIC_KID_MEAN]),
             **features_to_prdc(r, f, k=k, real_radii=side["radii"])}
