@@ -103,3 +103,22 @@ def test_the_study_computes_the_reference_once_per_seed():
             assert {k: ref.config[k] for k in ("n_subsets", "n_boot", "alpha", "seed", "per_class")} == \
                 {k: f.config[k] for k in ("n_subsets", "n_boot", "alpha", "seed", "per_class")}
         assert refs[0].config["total"] == 40  # the floors are size-matched to the smoke study's 40 synthetic images
+
+
+def test_one_forward_pass_gives_the_judges_features_and_probabilities(pneumonia_50shot, tmp_path):
+    """The stages run each image set through the domain network once: features and the softmax of its logits,
+    which must equal ``predict_proba`` (and ``extract_features``) bit for bit, or the numbers would move."""
+    from synthmed.classify import ClassifierConfig, TrainedClassifier, train_classifier
+    from synthmed.metrics import features as F
+    from synthmed.runs.layout import CLASSIFIER_FILE, write_stage_record
+    from synthmed.study.stages.extractor import instrument_callables
+
+    train, test = pneumonia_50shot["train"], pneumonia_50shot["test"]
+    clf = train_classifier(train, None, ClassifierConfig(batch_size=16, max_steps=2, eval_every=2, device="cpu"))
+    clf.save(tmp_path / CLASSIFIER_FILE)
+    write_stage_record(tmp_path, {"config": {"kind": "domain"}})
+    extractor, featurize, predict_proba = instrument_callables(tmp_path)
+    images = test.images[:300]
+    judge = TrainedClassifier.load(tmp_path / CLASSIFIER_FILE)
+    assert np.array_equal(featurize(images), F.extract_features(extractor, images))
+    assert np.array_equal(predict_proba(images), judge.predict_proba(images))

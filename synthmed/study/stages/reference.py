@@ -21,7 +21,7 @@ from pydantic import Field
 from synthmed.config import StageConfig
 from synthmed.study.stages import samples as S
 from synthmed.study.stages.base import StageContext, load_split_sets, stage_config
-from synthmed.study.stages.extractor import load_extractor, load_judge
+from synthmed.study.stages.extractor import instrument_callables
 
 
 class Config(StageConfig):
@@ -43,18 +43,17 @@ def synthetic_counts(cfg: Config, train) -> np.ndarray:
 
 
 def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
-    from synthmed.metrics import features as F
     from synthmed.metrics.instruments import prepare_reference
 
     cfg = stage_config(Config, stage)
     sets, _ = load_split_sets(inputs["split"], ctx)
     train, held, ref = sets["train"], sets["heldout"], sets["reference"]
-    extractor, judge = load_extractor(inputs["extractor"]), load_judge(inputs["extractor"])
+    extractor, featurize, predict_proba = instrument_callables(inputs["extractor"])
     counts = synthetic_counts(cfg, train)
     t0 = time.perf_counter()
     prepared = prepare_reference(
         (held.images, held.labels), (ref.images, ref.labels), train.images, tuple(train.class_names), counts,
-        featurize=lambda x: F.extract_features(extractor, x), predict_proba=judge.predict_proba, alpha=cfg.alpha,
+        featurize=featurize, predict_proba=predict_proba, alpha=cfg.alpha,
         n_subsets=cfg.n_subsets, n_boot=cfg.n_boot, per_class=cfg.per_class, seed=cfg.seed, extractor=extractor)
     prepared.save(folder)
     return {"wall_s": time.perf_counter() - t0, "synthetic_counts": counts.tolist(), "n_heldout": len(held),
