@@ -18,6 +18,7 @@ size: a FID is only "good" relative to that floor, since FID is biased upward at
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -302,31 +303,81 @@ IS_NOTE = ("Inception Score is capped at the class count K: a confident classifi
            "scores ≈ K whatever the images look like; kept only for comparison with older papers")
 
 
-def features_to_prdc(real_feats: np.ndarray, fake_feats: np.ndarray, *, k: int = PRDC_K) -> dict:
-    """Precision, recall, density and coverage (Naeem et al. 2020) via the authors' ``prdc`` package.
+def features_to_prdc(real_feats: np.ndarray, fake_feats: np.ndarray, *, k: int = PRDC_K,
+                     real_radii: np.ndarray | None = None) -> dict:
+    """Precision, recall, density and coverage (Naeem et al. 2020) with the authors' ``prdc`` package.
 
     Density = mean number of real k-NN balls containing a fake sample / k (≈ 1 for matching sets,
     > 1 when fakes crowd dense regions); coverage = share of real samples whose k-NN ball holds a
     fake sample (≈ 1 − (1/2)^k for matching sets; robust to outliers unlike recall).
+
+    Args:
+        real_radii: the real set's k-NN radii (``prdc_radii(real_feats, k)``) when already known: the
+            matched design scores the synthetic set and the floor against the same R (and every generator
+            of a seed against the same R), so its radii are computed once.
     """
-    import contextlib
-    import io
-
-    import joblib
-    from prdc import compute_prdc
-
     real, fake = _as_features(real_feats, "real"), _as_features(fake_feats, "fake")
     _check_pair(real, fake, k + 1, f"density/coverage with k={k}")
+    r32, f32 = real.numpy().astype(np.float32), fake.numpy().astype(np.float32)
+    with _prdc_in_process():
+        from prdc.prdc import compute_nearest_neighbour_distances, compute_pairwise_distance
+
+        radii_r = compute_nearest_neighbour_distances(r32, k) if real_radii is None else np.asarray(real_radii)
+        radii_f = compute_nearest_neighbour_distances(f32, k)
+        dist = compute_pairwise_distance(r32, f32)
+    # prdc.compute_prdc's four formulas, verbatim (it has no way to take R's radii; the unit test checks
+    # that this equals compute_prdc exactly)
+    inside = dist < np.expand_dims(radii_r, axis=1)
+    return {KEY_PRECISION: float(inside.any(axis=0).mean()),
+            KEY_RECALL: float((dist < np.expand_dims(radii_f, axis=0)).any(axis=1).mean()),
+            KEY_DENSITY: float((1. / float(k)) * inside.sum(axis=0).mean()),
+            KEY_COVERAGE: float((dist.min(axis=1) < radii_r).mean())}
+
+
+def _prdc_in_process():
     # prdc asks sklearn for 8 worker processes per distance matrix; on a 2-core machine starting them cost
     # 8x the work itself (0.35 s vs 0.044 s for 500 x 500 x 512-d, same result), so run it in-process.
-    with contextlib.redirect_stdout(io.StringIO()), joblib.parallel_config(backend="sequential"):
-        out = compute_prdc(real.numpy().astype(np.float32), fake.numpy().astype(np.float32), nearest_k=k)
-    return {KEY_PRECISION: float(out["precision"]), KEY_RECALL: float(out["recall"]),
-            KEY_DENSITY: float(out["density"]), KEY_COVERAGE: float(out["coverage"])}
+    import joblib
+
+    return joblib.parallel_config(backend="sequential")
 
 
-def _pair_metrics(ref: np.ndarray, ref_stats: dict, fake: np.ndarray, k: int) -> dict[str, float]:
-    """All matched metrics of ``fake`` against ``ref`` (R's FID statistics computed once by the caller).
+def prdc_radii(real_feats: np.ndarray, k: int = PRDC_K) -> np.ndarray:
+    """The k-NN radii of a real set as ``features_to_prdc`` computes them (float32 distances)."""
+    from prdc.prdc import compute_nearest_neighbour_distances
+
+    with _prdc_in_process():
+        return compute_nearest_neighbour_distances(_as_features(real_feats, "real").numpy().astype(np.float32), k)
+
+
+def _ref_side(ref: np.ndarray, k: int, radii: np.ndarray | None = None) -> dict:
+    """What every comparison against ``ref`` shares: its FID statistics and its k-NN radii."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics
+
+    return {"stats": fid_features_to_statistics(_as_features(ref, "reference")),
+            "radii": prdc_radii(ref, k) if radii is None else radii}
+
+
+def _fid_low_rank(ref_stats: dict, fake: np.ndarray) -> float:
+    """FID against ``ref_stats`` for a set of n ≤ D images, whose covariance Σ_f = S Sᵀ (S = centred rows ᵀ / √(n−1),
+    D × n) has rank < n. Tr((Σ_r Σ_f)^½) is the sum of the square roots of the eigenvalues of Σ_r Σ_f, which
+    are those of the symmetric n × n matrix Sᵀ Σ_r S: ``eigvalsh`` finds them 3-30x faster than the general
+    ``eigvals`` of the D × D product that torch-fidelity uses (95 ms a call at D = 512, half the fidelity
+    stage's time), and without the spurious ±1e-16 eigenvalues of the singular product (their square roots
+    moved the old FD by ~1e-7 relative at n = 500). Used on the half-samples; full-size sets keep torch-fidelity's path."""
+    mu = fake.mean(axis=0)
+    centred = fake - mu
+    s = centred.T / np.sqrt(len(fake) - 1)
+    ev = np.linalg.eigvalsh(s.T @ ref_stats["sigma"] @ s)
+    # eigenvalues below the numerical resolution are zeros (centring alone leaves one): their rounding noise
+    # (±1e-16·max) would otherwise add its square root (~1e-8·√max) to the trace; numpy's matrix_rank cutoff
+    tr_covmean = np.sqrt(ev[ev > ev.max(initial=0.0) * len(ev) * np.finfo(ev.dtype).eps]).sum()
+    diff = ref_stats["mu"] - mu
+    return float(diff @ diff + np.trace(ref_stats["sigma"]) + (centred * centred).sum() / (len(fake) - 1) - 2 * tr_covmean)
+
+
+def _pair_metrics(ref: np.ndarray, side: dict, fake: np.ndarray, k: int) -> dict[str, float]:
+    """All matched metrics of ``fake`` against ``ref`` (``side`` = ``_ref_side(ref)``, computed once by the caller).
 
     KID here is the unbiased MMD² of the two whole sets (one subset of the smaller set's size), since
     the half-sampling already provides the spread that KID's random subsets were meant to give.
@@ -335,16 +386,13 @@ def _pair_metrics(ref: np.ndarray, ref_stats: dict, fake: np.ndarray, k: int) ->
     from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
 
     r, f = _as_features(ref, "reference"), _as_features(fake, "synthetic")
-    fid = float(fid_statistics_to_metric(ref_stats, fid_features_to_statistics(f), verbose=False)[KEY_METRIC_FID])
+    if len(f) <= f.shape[1]:
+        fid = _fid_low_rank(side["stats"], f.numpy())
+    else:
+        fid = float(fid_statistics_to_metric(side["stats"], fid_features_to_statistics(f), verbose=False)[KEY_METRIC_FID])
     kid = kid_features_to_metric(f, r, kid_subsets=1, kid_subset_size=min(len(r), len(f)), rng_seed=0, verbose=False)
-    return {KEY_FID: fid, KEY_KID_MEAN: float(kid[KEY_METRIC_KID_MEAN]), **features_to_prdc(r, f, k=k)}
-
-
-def _both(ref: np.ndarray, held: np.ndarray, fake: np.ndarray, k: int) -> tuple[dict, dict]:
-    from torch_fidelity.metric_fid import fid_features_to_statistics
-
-    stats_r = fid_features_to_statistics(_as_features(ref, "reference"))
-    return _pair_metrics(ref, stats_r, fake, k), _pair_metrics(ref, stats_r, held, k)
+    return {KEY_FID: fid, KEY_KID_MEAN: float(kid[KEY_METRIC_KID_MEAN]),
+            **features_to_prdc(r, f, k=k, real_radii=side["radii"])}
 
 
 BOUNDED = frozenset({KEY_PRECISION, KEY_RECALL, KEY_COVERAGE})  # shares in [0, 1]
@@ -386,10 +434,80 @@ def _match_size(fake: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(len(fake), size=n, replace=False))
 
 
+def _half_draws(n_ref: int, n: int, n_subsets: int, seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per half-sample the (R, H, S) row indices: one seeded stream, so the floor (R, H) and the synthetic side
+    (R, S) draw the same halves whether they are computed together or apart."""
+    rng = np.random.default_rng(seed)
+    sizes = ((n_ref, n_ref // 2), (n, n // 2), (n, n // 2))
+    return [tuple(rng.choice(m, size=c, replace=False) for m, c in sizes) for _ in range(n_subsets)]
+
+
+def _matched_size(n_ref: int, n_held: int, n_fake: int, k: int) -> int:
+    n = min(n_held, n_fake)
+    if min(n // 2, n_ref // 2) < k + 1:
+        raise ConfigError(f"matched fidelity needs ≥ {2 * (k + 1)} images in H, R and the synthetic set; got "
+                          f"|H|={n_held}, |R|={n_ref}, synthetic={n_fake}")
+    return n
+
+
+@dataclass
+class MatchedFloor:
+    """The half of ``matched_fidelity`` that no synthetic set enters: the floor H vs R at size ``n`` (full and
+    on every half-sample) and R's k-NN radii, which the synthetic side reuses. A seed's generators share it
+    (the study's ``reference`` stage computes it once); ``matched_fidelity`` recomputes it when its sizes or
+    settings differ, so the numbers never depend on where it was computed."""
+
+    n: int  # |S| = |H| after size matching
+    n_reference: int
+    n_heldout: int  # |H| given (before size matching)
+    n_subsets: int
+    k: int
+    seed: int
+    values: dict[str, float]  # metric → floor value at full size
+    subs: dict[str, np.ndarray]  # metric → (n_subsets,) floor values on the half-samples
+    radii: np.ndarray  # (|R|,) k-NN radii of R
+    half_radii: np.ndarray  # (n_subsets, |R| // 2) k-NN radii of each half of R
+
+    def fits(self, n: int, n_reference: int, n_heldout: int, n_subsets: int, k: int, seed: int) -> bool:
+        return (self.n, self.n_reference, self.n_heldout, self.n_subsets, self.k, self.seed) == (
+            n, n_reference, n_heldout, n_subsets, k, seed)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays for an npz (no pickling); ``from_arrays`` inverts it exactly."""
+        sizes = [self.n, self.n_reference, self.n_heldout, self.n_subsets, self.k, self.seed]
+        return {"sizes": np.array(sizes, np.int64), "values": np.array([self.values[m] for m in MATCHED_METRICS]),
+                "subs": np.stack([self.subs[m] for m in MATCHED_METRICS]), "radii": self.radii,
+                "half_radii": self.half_radii}
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> MatchedFloor:
+        n, n_ref, n_held, n_subsets, k, seed = (int(v) for v in a["sizes"])
+        return cls(n, n_ref, n_held, n_subsets, k, seed, values={m: float(v) for m, v in zip(MATCHED_METRICS, a["values"])},
+                   subs={m: np.asarray(v) for m, v in zip(MATCHED_METRICS, a["subs"])}, radii=np.asarray(a["radii"]),
+                   half_radii=np.asarray(a["half_radii"]))
+
+
+def matched_floor(reference_feats: np.ndarray, heldout_feats: np.ndarray, n_synthetic: int, *,
+                  n_subsets: int = HALF_SAMPLES, k: int = PRDC_K, seed: int = 0) -> MatchedFloor:
+    """The floor of ``matched_fidelity`` for a synthetic set of ``n_synthetic`` images (same arguments)."""
+    ref, held = (np.asarray(x, dtype=np.float64) for x in (reference_feats, heldout_feats))
+    n = _matched_size(len(ref), len(held), n_synthetic, k)
+    held = held[_match_size(held, n, seed + 1)]
+    side = _ref_side(ref, k)
+    values, subs, half_radii = _pair_metrics(ref, side, held, k), {m: [] for m in MATCHED_METRICS}, []
+    for r, h, _ in _half_draws(len(ref), n, n_subsets, seed):
+        half = _ref_side(ref[r], k)
+        half_radii.append(half["radii"])
+        for m, v in _pair_metrics(ref[r], half, held[h], k).items():
+            subs[m].append(v)
+    return MatchedFloor(n, len(ref), len(heldout_feats), n_subsets, k, seed, values,
+                        {m: np.asarray(v, dtype=np.float64) for m, v in subs.items()}, side["radii"], np.stack(half_radii))
+
+
 def matched_fidelity(reference_feats: np.ndarray, heldout_feats: np.ndarray, synthetic_feats: np.ndarray, *,
                      n_subsets: int = HALF_SAMPLES, confidence: float = 0.95, k: int = PRDC_K, seed: int = 0,
                      extractor=None, synthetic_logits: np.ndarray | None = None,
-                     heldout_logits: np.ndarray | None = None) -> dict:
+                     heldout_logits: np.ndarray | None = None, floor: MatchedFloor | None = None) -> dict:
     """FD, KID, precision, recall, density, coverage of S vs R beside the floor H vs R, at |S| = |H|.
 
     Args:
@@ -403,6 +521,8 @@ def matched_fidelity(reference_feats: np.ndarray, heldout_feats: np.ndarray, syn
         seed: seed for size matching and half-sampling.
         extractor: the FeatureExtractor (or its ``describe()`` dict), recorded.
         synthetic_logits, heldout_logits: optional class logits for the (demoted) Inception Score.
+        floor: ``matched_floor(reference_feats, heldout_feats, N, ...)`` computed beforehand (once per seed);
+            used when its sizes and settings fit, else the floor is computed here.
 
     Returns:
         JSON-ready dict: sizes, ``metrics`` = {name: {synthetic, synthetic_ci, floor, floor_ci,
@@ -412,29 +532,23 @@ def matched_fidelity(reference_feats: np.ndarray, heldout_feats: np.ndarray, syn
     """
     if n_subsets < 10:
         raise ConfigError(f"n_subsets must be ≥ 10 for an interval; got {n_subsets}")
-    ref, held, fake = (np.asarray(x, dtype=np.float64) for x in (reference_feats, heldout_feats, synthetic_feats))
-    n = min(len(held), len(fake))
-    fake_idx, held_idx = _match_size(fake, n, seed), _match_size(held, n, seed + 1)
-    fake, held = fake[fake_idx], held[held_idx]
-    half, half_r = n // 2, len(ref) // 2
-    if min(half, half_r) < k + 1:
-        raise ConfigError(f"matched fidelity needs ≥ {2 * (k + 1)} images in H, R and the synthetic set; got "
-                          f"|H|={len(held)}, |R|={len(ref)}, synthetic={len(synthetic_feats)}")
-    syn, floor = _both(ref, held, fake, k)
-    rng = np.random.default_rng(seed)
-    subs = {"syn": {m: [] for m in MATCHED_METRICS}, "floor": {m: [] for m in MATCHED_METRICS}}
-    for _ in range(n_subsets):
-        r, h, s = (rng.choice(m, size=c, replace=False) for m, c in ((len(ref), half_r), (n, half), (n, half)))
-        s_j, f_j = _both(ref[r], held[h], fake[s], k)
-        for m in MATCHED_METRICS:
-            subs["syn"][m].append(s_j[m])
-            subs["floor"][m].append(f_j[m])
+    ref, fake = (np.asarray(x, dtype=np.float64) for x in (reference_feats, synthetic_feats))
+    n = _matched_size(len(ref), len(heldout_feats), len(fake), k)
+    if floor is None or not floor.fits(n, len(ref), len(heldout_feats), n_subsets, k, seed):
+        floor = matched_floor(ref, heldout_feats, len(fake), n_subsets=n_subsets, k=k, seed=seed)
+    fake_idx, held_idx = _match_size(fake, n, seed), _match_size(heldout_feats, n, seed + 1)
+    fake = fake[fake_idx]
+    syn = _pair_metrics(ref, _ref_side(ref, k, floor.radii), fake, k)
+    syn_subs = {m: [] for m in MATCHED_METRICS}
+    for (r, _, s), radii in zip(_half_draws(len(ref), n, n_subsets, seed), floor.half_radii):
+        for m, v in _pair_metrics(ref[r], _ref_side(ref[r], k, radii), fake[s], k).items():
+            syn_subs[m].append(v)
     notes = [] if n == len(synthetic_feats) == len(heldout_feats) else [
         f"sizes matched at {n}: {len(synthetic_feats)} synthetic and {len(heldout_feats)} held-out images given"]
     out = {**extractor_facts(extractor), "n_synthetic": n, "n_heldout": n, "n_reference": len(ref), "k": k,
            "confidence": confidence, "n_subsets": n_subsets,
            "interval_method": "half-sampling, recentred on the full-size value (R's half shared by S and H)",
-           "metrics": {m: _metric_entry(m, syn[m], floor[m], subs["syn"][m], subs["floor"][m], confidence)
+           "metrics": {m: _metric_entry(m, syn[m], floor.values[m], syn_subs[m], floor.subs[m], confidence)
                        for m in MATCHED_METRICS},
            "inception_score": _inception_entry(synthetic_logits, fake_idx, heldout_logits, held_idx, seed),
            "note": "; ".join(notes)}
@@ -451,10 +565,35 @@ def _inception_entry(syn_logits, syn_idx, held_logits, held_idx, seed: int) -> d
     return out
 
 
+def _class_rows(names_or_none, labels: dict[str, np.ndarray]) -> list[str]:
+    top = int(max(v.max(initial=-1) for v in labels.values()))
+    return list(names_or_none) if names_or_none else [str(c) for c in range(top + 1)]
+
+
+def matched_floor_per_class(reference_feats: np.ndarray, reference_labels: np.ndarray, heldout_feats: np.ndarray,
+                            heldout_labels: np.ndarray, synthetic_counts, *,
+                            class_names: tuple[str, ...] | list[str] | None = None, **kwargs) -> dict[str, MatchedFloor]:
+    """``matched_floor`` within each class, for a synthetic set of ``synthetic_counts[c]`` images of class c;
+    a class too small to score is left out (``matched_fidelity_per_class`` then reports it skipped)."""
+    y = {"r": np.asarray(reference_labels), "h": np.asarray(heldout_labels)}
+    out = {}
+    for c, name in enumerate(_class_rows(class_names, y)):
+        try:
+            out[name] = matched_floor(np.asarray(reference_feats)[y["r"] == c], np.asarray(heldout_feats)[y["h"] == c],
+                                      int(synthetic_counts[c]) if c < len(synthetic_counts) else 0, **kwargs)
+        except ConfigError:
+            continue
+    return out
+
+
 def matched_fidelity_per_class(reference_feats: np.ndarray, reference_labels: np.ndarray, heldout_feats: np.ndarray,
                                heldout_labels: np.ndarray, synthetic_feats: np.ndarray, synthetic_labels: np.ndarray,
-                               *, class_names: tuple[str, ...] | list[str] | None = None, **kwargs) -> dict[str, dict]:
+                               *, class_names: tuple[str, ...] | list[str] | None = None,
+                               floors: dict[str, MatchedFloor] | None = None, **kwargs) -> dict[str, dict]:
     """``matched_fidelity`` within each class: S_c vs R_c beside its own floor H_c vs R_c.
+
+    Args:
+        floors: ``matched_floor_per_class(...)`` computed beforehand (used where they fit).
 
     Returns:
         ``{class_name: result}``; a class too small to score gets ``{"skipped": reason, sizes}``.
@@ -465,14 +604,12 @@ def matched_fidelity_per_class(reference_feats: np.ndarray, reference_labels: np
     y = {k: np.asarray(v) for k, v in (("r", reference_labels), ("h", heldout_labels), ("s", synthetic_labels))}
     if (len(y["r"]), len(y["h"]), len(y["s"])) != (len(reference_feats), len(heldout_feats), len(synthetic_feats)):
         raise DataFormatError("labels must have one entry per feature row (reference, held-out and synthetic)")
-    top = int(max(v.max(initial=-1) for v in y.values()))
-    names = list(class_names) if class_names else [str(c) for c in range(top + 1)]
     out = {}
-    for c, name in enumerate(names):
+    for c, name in enumerate(_class_rows(class_names, y)):
         r, h, s = (np.asarray(f)[y[key] == c] for f, key in ((reference_feats, "r"), (heldout_feats, "h"),
                                                               (synthetic_feats, "s")))
         try:
-            out[name] = matched_fidelity(r, h, s, **kwargs)
+            out[name] = matched_fidelity(r, h, s, floor=(floors or {}).get(name), **kwargs)
         except ConfigError as e:
             out[name] = {"skipped": str(e), "n_reference": len(r), "n_heldout": len(h), "n_synthetic": len(s)}
     return out

@@ -429,6 +429,13 @@ def _ratio_score(d: np.ndarray) -> np.ndarray:
     return np.divide(d[:, 0], d[:, 1], out=np.ones(len(d)), where=d[:, 1] > 0)
 
 
+def _train_vectors(train_images: np.ndarray, train_feats: np.ndarray | None, max_shift: int) -> dict[str, np.ndarray]:
+    vecs = _space_vectors(train_images, train_feats)
+    if max_shift > 0:
+        vecs["pixel"] = _shifted_stack(np.asarray(train_images), max_shift)
+    return vecs
+
+
 def calibrate_copy_detector(train_images: np.ndarray, heldout_images: np.ndarray, *,
                             train_feats: np.ndarray | None = None, heldout_feats: np.ndarray | None = None,
                             alpha: float = DEFAULT_ALPHA, confidence: float = 0.95, max_shift: int = MAX_SHIFT,
@@ -451,9 +458,7 @@ def calibrate_copy_detector(train_images: np.ndarray, heldout_images: np.ndarray
     if train_images.shape[1:] != heldout_images.shape[1:]:
         raise DataFormatError(f"training images {train_images.shape[1:]} and held-out images "
                               f"{heldout_images.shape[1:]} differ in (H, W, C); use one dataset size")
-    train_vecs, held_vecs = _space_vectors(train_images, train_feats), _space_vectors(heldout_images, heldout_feats)
-    if max_shift > 0:
-        train_vecs["pixel"] = _shifted_stack(np.asarray(train_images), max_shift)
+    train_vecs, held_vecs = _train_vectors(train_images, train_feats, max_shift), _space_vectors(heldout_images, heldout_feats)
     if len(train_images) < 2:
         raise ConfigError(f"the ratio test needs ≥ 2 training images; got {len(train_images)}")
     m, n = len(train_vecs), len(heldout_images)
@@ -487,3 +492,23 @@ def calibrated_copy_report(synthetic_images: np.ndarray, synthetic_labels: np.nd
     det = calibrate_copy_detector(train_images, heldout_images, train_feats=train_feats, heldout_feats=heldout_feats,
                                   **kwargs)
     return det.evaluate(synthetic_images, synthetic_labels, synthetic_feats, class_names=class_names)
+
+
+def restore_copy_detector(train_images: np.ndarray, train_feats: np.ndarray | None, calibration: dict,
+                          heldout_scores: dict[str, np.ndarray], *, chunk: int = 512,
+                          device: str = "auto") -> CalibratedCopyDetector:
+    """A detector calibrated earlier (``summary()`` and ``heldout_scores`` of ``calibrate_copy_detector`` on the
+    same training images and features), rebuilt without re-measuring H: a seed's generators share one
+    calibration. Scores the same as the original detector."""
+    c = calibration
+    if set(c["thresholds"]) != ({"pixel", "feature"} if train_feats is not None else {"pixel"}):
+        raise ConfigError(f"the calibration covers spaces {sorted(c['thresholds'])}; pass train_feats exactly when "
+                          "the detector was calibrated with them")
+    if c["n_train"] != len(train_images):
+        raise ConfigError(f"the calibration used {c['n_train']} training images, not {len(train_images)}; "
+                          "recalibrate on these training images")
+    return CalibratedCopyDetector(
+        alpha=c["alpha"], thresholds=dict(c["thresholds"]), null=dict(c["null"]), n_train=c["n_train"],
+        confidence=c["confidence"], train_vectors=_train_vectors(train_images, train_feats, c["max_shift"]),
+        heldout_scores={k: np.asarray(v) for k, v in heldout_scores.items()}, nn_kwargs={"chunk": chunk, "device": device},
+        extractor=c["extractor"], max_shift=c["max_shift"])

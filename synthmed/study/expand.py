@@ -1,4 +1,4 @@
-"""Expand a study config into its stage graph (split → generators → samples → extractor →
+"""Expand a study config into its stage graph (split → generators → samples → extractor → reference →
 classifier runs per condition/seed → fidelity). Each builder fills its stage kind's typed ``Config``
 (``synthmed.study.stages.<kind>``) with resolved values (family and classifier defaults filled in),
 so each stage's key covers every setting that shapes its output.
@@ -17,7 +17,7 @@ from synthmed.runs import CONTROL
 from synthmed.runs.layout import GENERATOR_FILE, SAMPLES_FILE
 from synthmed.study.config import GeneratorSpec, SamplesSpec, StudyConfig
 from synthmed.study.graph import Stage
-from synthmed.study.stages import classify, extractor, fidelity, generator, samples, samples_file, split
+from synthmed.study.stages import classify, extractor, fidelity, generator, reference, samples, samples_file, split
 
 
 def resolve_generator_config(family: str, overrides: dict[str, Any], *, seed: int, device: str) -> dict[str, Any]:
@@ -63,6 +63,7 @@ class _Seed:
     classifier: Any  # the resolved ClassifierConfig
     split: Stage
     extractor: Stage | None
+    reference: Stage | None = None  # the seed-level half of the instruments, shared by its fidelity stages
 
     def samples_conf(self, ratio: float | None = None) -> samples.Config:
         syn = self.cfg.synthetic
@@ -87,6 +88,15 @@ def extractor_stage(cfg: StudyConfig, classifier, split_: Stage, seed: int) -> S
     return _stage("extractor", "domain extractor", conf, {"split": split_}, seed=seed)
 
 
+def reference_stage(s: _Seed) -> Stage:
+    """Once per seed: features of H, R and the k-shot images, the floors and the copy detector's calibration."""
+    m, plan = s.cfg.metrics, s.samples_conf()
+    conf = reference.Config(per_class=m.per_class, n_subsets=m.n_subsets, n_boot=m.n_boot, alpha=m.alpha, seed=s.seed,
+                            total=plan.total, ratio=plan.ratio, balanced=plan.balanced)
+    return _stage("reference", f"reference seed {s.seed}", conf, {"split": s.split, "extractor": s.extractor},
+                  seed=s.seed)
+
+
 def classify_stage(s: _Seed, condition: str, gen_label: str, samples_: Stage | None = None,
                    label: str | None = None) -> Stage:
     cond = get_condition(condition)
@@ -103,7 +113,8 @@ def fidelity_stage(s: _Seed, label: str, samples_: Stage, gen: Stage | None = No
     m = s.cfg.metrics
     conf = fidelity.Config(fidelity=m.fidelity, memorization=m.memorization, per_class=m.per_class,
                            n_subsets=m.n_subsets, n_boot=m.n_boot, alpha=m.alpha, seed=s.seed)
-    inputs = {"split": s.split, "samples": samples_, "extractor": s.extractor, **({"generator": gen} if gen else {})}
+    inputs = {"split": s.split, "samples": samples_, "extractor": s.extractor, "reference": s.reference,
+              **({"generator": gen} if gen else {})}
     return _stage("fidelity", f"fidelity {label} seed {s.seed}", conf, inputs, generator=label, seed=s.seed)
 
 
@@ -172,9 +183,10 @@ def expand_study(cfg: StudyConfig) -> list[Stage]:
         split_ = split_stage(cfg, seed)
         ext = extractor_stage(cfg, classifier, split_, seed) if need_extractor else None
         s = _Seed(cfg, seed, classifier, split_, ext)
+        s.reference = reference_stage(s) if ext else None
         synthetic = _synthetic_sets(s)
         imports = [st for st in synthetic if st.kind == "samples_file"]  # right after the split: a leaky import
-        stages += [split_, *imports, *([ext] if ext else [])]  # is refused before any training is spent
+        stages += [split_, *imports, *([ext, s.reference] if ext else [])]  # is refused before any training is spent
         stages += [classify_stage(s, c, CONTROL) for c in cfg.conditions if not get_condition(c).needs_generator]
         stages += [st for st in synthetic if st.kind != "samples_file"]
     return stages

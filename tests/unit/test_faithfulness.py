@@ -58,3 +58,21 @@ def test_partly_faithful_and_uninformative(scored):
     noise = np.random.default_rng(2).dirichlet([1, 1], len(sets["H"]))
     blind = FA.class_faithfulness(p["H2"], sets["H2"].labels, noise, sets["H"].labels, NAMES, n_boot=200)
     assert blind["verdict"] == "uninformative"
+
+
+def test_rank_auc_equals_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300).astype(bool)
+    score = np.round(rng.random(300) + 0.3 * y, 1)  # rounded: many ties
+    assert FA._rank_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-15)
+    assert FA._rank_auc(np.ones(5, bool), score[:5]) is None
+
+
+def test_floor_computed_apart_gives_the_same_faithfulness(scored):
+    sets, p = scored
+    args = (p["H2"], sets["H2"].labels, p["H"], sets["H"].labels, NAMES)
+    floor = FA.faithfulness_floor(p["H"], sets["H"].labels, NAMES, n_boot=150, seed=2)
+    assert FA.class_faithfulness(*args, n_boot=150, seed=2) == FA.class_faithfulness(
+        p["H2"], sets["H2"].labels, None, None, NAMES, n_boot=150, seed=2, floor=floor)

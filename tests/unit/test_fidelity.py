@@ -187,3 +187,48 @@ def test_matched_fidelity_matches_sizes_and_demotes_inception_score():
     assert out["inception_score"]["synthetic"][F.KEY_IS_MEAN] <= 2.0 + 1e-6
     with pytest.raises(ConfigError, match="n_subsets"):
         F.matched_fidelity(real, held_, fake, n_subsets=3)
+
+
+def test_prdc_with_given_radii_equals_the_prdc_package_exactly():
+    import contextlib
+    import io
+
+    from prdc import compute_prdc
+
+    real, fake = gaussian(300, d=16, seed=5), gaussian(250, d=16, seed=6, mean=0.3)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref = compute_prdc(real.astype(np.float32), fake.astype(np.float32), nearest_k=5)
+    for radii in (None, F.prdc_radii(real, 5)):  # computed here, or once for R and reused
+        got = F.features_to_prdc(real, fake, k=5, real_radii=radii)
+        assert got == {k: float(v) for k, v in ref.items()}  # bit-identical, not approximately
+
+
+def test_low_rank_fd_equals_the_general_formula():
+    """Half-samples have n ≤ D: their FD comes from the n × n symmetric problem. Known answer: both sets lie in
+    a 12-d subspace of 40-d, so FD equals the FD of their coordinates in an orthonormal basis of it (12-d, full
+    rank, well conditioned); the general 40-d formula on the singular product is off by ~1e-7 relative here."""
+    import torch
+    from torch_fidelity.metric_fid import fid_features_to_statistics
+
+    rng = np.random.default_rng(7)
+    basis = np.linalg.qr(rng.normal(size=(40, 12)))[0].T  # (12, 40) orthonormal rows
+    a, b = rng.normal(size=(60, 12)) * 3, rng.normal(size=(30, 12)) * 2 + 0.2
+    real, fake = a @ basis, b @ basis  # rank 12 in 40-d
+    low = F._fid_low_rank(fid_features_to_statistics(torch.from_numpy(real)), fake)
+    assert low == pytest.approx(F.features_to_fid(a, b), rel=1e-12)
+    assert low == pytest.approx(F.features_to_fid(real, fake), rel=1e-6)
+    full = gaussian(80, d=8, seed=8)  # n > D: the general path
+    assert F._pair_metrics(real, F._ref_side(real, 5), fake, 5)["fid"] == low
+    assert F._pair_metrics(full[:40], F._ref_side(full[:40], 5), full[40:], 5)["fid"] == F.features_to_fid(full[:40], full[40:])
+
+
+def test_matched_floor_computed_apart_gives_the_same_matched_fidelity():
+    real, held, fake = gaussian(120, d=8, seed=1), gaussian(100, d=8, seed=2), gaussian(130, d=8, seed=3, mean=0.2)
+    floor = F.matched_floor(real, held, len(fake), n_subsets=12, seed=4)
+    again = F.MatchedFloor.from_arrays(floor.to_arrays())
+    a = F.matched_fidelity(real, held, fake, n_subsets=12, seed=4, floor=again)
+    assert a == F.matched_fidelity(real, held, fake, n_subsets=12, seed=4)
+    # a floor made for another synthetic size, seed or subset count is not used: recomputed, same numbers
+    other = F.matched_floor(real, held, 60, n_subsets=12, seed=4)
+    assert not other.fits(100, 120, 100, 12, 5, 4)
+    assert F.matched_fidelity(real, held, fake, n_subsets=12, seed=4, floor=other) == a

@@ -179,3 +179,17 @@ def test_alpha_too_small_for_the_heldout_set_says_how_to_fix(detector):
     _, sets = detector
     with pytest.raises(ConfigError, match="use alpha ≥"):
         M.calibrate_copy_detector(sets["train"].images, sets["H"].images[:50], alpha=0.01)
+
+
+def test_restored_detector_scores_like_the_calibrated_one(detector):
+    from _instrument_data import features
+
+    det, sets = detector
+    train = sets["train"].images
+    calibration = {"alpha": det.alpha, "thresholds": det.thresholds, "null": det.null, "n_train": det.n_train,
+                   "confidence": det.confidence, "max_shift": det.max_shift, "extractor": det.extractor}
+    again = M.restore_copy_detector(train, features(train), calibration, det.heldout_scores)
+    images = np.concatenate([sets["H2"].images[:50], train[:20]])  # new images and exact copies
+    assert _evaluate(again, images) == _evaluate(det, images)
+    with pytest.raises(ConfigError, match="train_feats"):
+        M.restore_copy_detector(train, None, calibration, det.heldout_scores)

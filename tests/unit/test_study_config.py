@@ -64,7 +64,7 @@ def test_changing_one_setting_changes_only_downstream_keys():
     assert _keys(load_study_config(profile="smoke")) == base  # deterministic
     more = _keys(load_study_config({"synthetic": {"total": 60}}, profile="smoke"))
     changed = {n for n in base if base[n] != more.get(n)}
-    assert changed and all(n.startswith(("sample", "classify", "fidelity")) for n in changed)
+    assert changed and all(n.startswith(("sample", "classify", "fidelity", "reference")) for n in changed)
     assert more["split seed 0"] == base["split seed 0"]
     assert more["generator cgan seed 0"] == base["generator cgan seed 0"]
     assert more["classify real [-] seed 0"] == base["classify real [-] seed 0"]  # real does not use samples

@@ -3,7 +3,7 @@
 Adding a stage kind = one module here + its entry in ``STAGE_KINDS`` + a builder in ``expand.py``.
 """
 
-from synthmed.study.stages import classify, extractor, fidelity, generator, samples, samples_file, split
+from synthmed.study.stages import classify, extractor, fidelity, generator, reference, samples, samples_file, split
 from synthmed.study.stages.base import StageContext, load_samples, load_split_sets
 
 STAGE_KINDS = {
@@ -12,6 +12,7 @@ STAGE_KINDS = {
     "samples": samples,
     "samples_file": samples_file,
     "extractor": extractor,
+    "reference": reference,
     "classify": classify,
     "fidelity": fidelity,
 }

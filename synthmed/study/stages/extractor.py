@@ -63,3 +63,30 @@ def load_extractor(folder: Path):
     kind = read_stage_record(folder)["config"]["kind"]
     return F.domain_extractor(TrainedClassifier.load(folder / CLASSIFIER_FILE)) if kind == "domain" \
         else F.make_extractor(kind)
+
+
+def instrument_callables(folder: Path):
+    """``(extractor, featurize, predict_proba)`` for the instruments, from a finished extractor stage.
+
+    With the ``domain`` extractor (the judge's own network) one forward pass per image set gives both: the
+    softmax of its logits is the judge's ``predict_proba`` bit for bit (tests/unit/test_reference_stage.py),
+    so each image set runs through the network once instead of twice.
+    """
+    import torch
+
+    from synthmed.metrics import features as F
+
+    extractor, judge = load_extractor(folder), load_judge(folder)
+    if extractor.name != "domain" or getattr(extractor, "head", None) is None:
+        return extractor, (lambda x: F.extract_features(extractor, x)), judge.predict_proba
+    done: list[tuple] = []  # (images, features, probabilities); the array is kept so its identity stays unique
+
+    def both(images):
+        for x, f, p in done:
+            if x is images:
+                return f, p
+        f, logits = F.extract_features(extractor, images, return_logits=True)
+        done.append((images, f, torch.softmax(torch.from_numpy(logits), dim=1).numpy()))
+        return done[-1][1:]
+
+    return extractor, (lambda x: both(x)[0]), (lambda x: both(x)[1])

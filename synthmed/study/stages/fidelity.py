@@ -6,6 +6,10 @@ beside the floor H vs R at matched sizes (FD, KID, precision/recall, density/cov
 class with per-class floors); class faithfulness is judged by the extractor stage's classifier, trained on E
 only, with the same figures on H as the floor; the copy detector is calibrated on H against the k-shot
 images, so its flag rate is read against a stated null rate. Features are extracted once per image set.
+
+Everything that involves no synthetic image (features of H, R and the k-shot images, the floors, the copy
+detector's calibration) comes from the seed's ``reference`` stage, computed once for all its generators;
+without a ``reference`` input it is computed here (the same numbers).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from pydantic import Field
 from synthmed.config import StageConfig
 from synthmed.runs.layout import CLOSEST_PAIRS_FILE, FIDELITY_FILE
 from synthmed.study.stages.base import StageContext, load_samples, load_split_sets, stage_config
-from synthmed.study.stages.extractor import load_extractor, load_judge
+from synthmed.study.stages.extractor import instrument_callables
+from synthmed.study.stages.reference import load_reference
 from synthmed.utils.io import write_json_atomic
 
 HEALTH_CODE = {"ok": 0, "warning": 1, "failed": 2}  # the health status as a result row (``health``)
@@ -76,7 +81,6 @@ def _flat_view(report: dict) -> dict[str, dict[str, float]]:
 
 
 def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
-    from synthmed.metrics import features as F
     from synthmed.metrics.health import assess_health
     from synthmed.metrics.instruments import instrument_report
     from synthmed.runs import read_stage_record
@@ -85,13 +89,14 @@ def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict
     sets, _ = load_split_sets(inputs["split"], ctx)
     train, held, ref = sets["train"], sets["heldout"], sets["reference"]
     synthetic = load_samples(inputs["samples"], tuple(train.class_names))
-    extractor, judge = load_extractor(inputs["extractor"]), load_judge(inputs["extractor"])
+    extractor, featurize, predict_proba = instrument_callables(inputs["extractor"])
     t0 = time.perf_counter()
+    prepared = load_reference(inputs["reference"]) if "reference" in inputs else None  # else: computed here
     report = instrument_report(
         (synthetic.images, synthetic.labels), (held.images, held.labels), (ref.images, ref.labels), train.images,
-        tuple(train.class_names), featurize=lambda x: F.extract_features(extractor, x),
-        predict_proba=judge.predict_proba, alpha=cfg.alpha, n_subsets=cfg.n_subsets, n_boot=cfg.n_boot,
-        per_class=cfg.per_class, seed=cfg.seed, extractor=extractor)
+        tuple(train.class_names), featurize=featurize,
+        predict_proba=predict_proba, alpha=cfg.alpha, n_subsets=cfg.n_subsets, n_boot=cfg.n_boot,
+        per_class=cfg.per_class, seed=cfg.seed, extractor=extractor, prepared=prepared)
     training = read_stage_record(inputs["generator"])["summary"] if "generator" in inputs else None
     family = stage.labels.get("generator")
     health = assess_health(report["fidelity"], report["faithfulness"], training, family=family)
