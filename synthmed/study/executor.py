@@ -44,10 +44,16 @@ def default_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-# Which ready stage a worker takes first: long stages early so none is left alone at the end (the study's
-# wall time is bounded below by its longest chain: split → generator → samples → classify).
+# Which ready stage a worker takes first: the earliest seed first (each k-shot draw completes before the next
+# starts, so a study stopped early still holds whole draws, and `seeds: [...]` over the same folder reports
+# them), and within a seed long kinds first, so none is left alone at the end of the draw.
 _KIND_PRIORITY = {"split": 0, "samples_file": 1, "generator": 2, "extractor": 3, "reference": 4, "samples": 5,
                   "classify": 6, "fidelity": 7}
+
+
+def _priority(stage: Stage) -> tuple:
+    seed = stage.labels.get("seed")
+    return (seed if isinstance(seed, int) else 0, _KIND_PRIORITY.get(stage.kind, 9))
 
 
 class LocalExecutor:
@@ -91,7 +97,7 @@ class LocalExecutor:
             try:
                 while waiting or running:
                     ready = sorted((s for s in waiting if all(d.key in records for d in s.inputs.values())),
-                                   key=lambda s: _KIND_PRIORITY.get(s.kind, 9))
+                                   key=_priority)
                     for stage in ready[: self.workers - len(running)]:
                         waiting.remove(stage)
                         running[pool.submit(run_stage, stage)] = stage

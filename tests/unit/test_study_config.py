@@ -115,3 +115,14 @@ def test_unknown_sampling_knob_is_one_line_before_any_work():
         expand_study(load_study_config({"generators": [{"family": "cvae", "sample": {"sampler": "unipc"}}]},
                                        profile="smoke"))
     assert "cvae sampling takes no sampler" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_pool_takes_the_earliest_draw_first_and_long_kinds_first_within_it():
+    from synthmed.study.executor import _priority
+
+    stages = topological_order(expand_study(load_study_config({"seeds": [0, 1]}, profile="smoke")))
+    order = sorted(stages, key=_priority)
+    seeds = [s.labels["seed"] for s in order]
+    assert seeds == sorted(seeds)  # every stage of draw 0 is preferred to any of draw 1
+    kinds = [s.kind for s in order if s.labels["seed"] == 0]
+    assert kinds.index("generator") < kinds.index("classify") < kinds.index("fidelity")
