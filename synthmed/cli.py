@@ -68,7 +68,7 @@ def _run_folder(out: Path):
 def run(
     config: Optional[Path] = typer.Argument(None, help="Study YAML (default: the embedded default study)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: a new folder under runs/). Re-use it to resume."),
-    profile: str = typer.Option("default", "--profile", help="smoke | default | full | skin (the 7-class skin-lesion example study, synthmed/configs/skin.yaml)."),
+    profile: str = typer.Option("default", "--profile", help="default (five paired draws) | quick (one draw: a first look) | smoke (tiny, for tests) | full (every family) | usage (every way of using synthetic images) | skin (7-class skin lesions, synthmed/configs/skin.yaml)."),
     executor: str = typer.Option("local", "--executor", help="local (default) | ray"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join an existing Ray cluster."),
     data_dir: Optional[Path] = DataDir,

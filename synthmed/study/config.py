@@ -153,6 +153,7 @@ DEFAULT_STUDY: dict[str, Any] = {
 PROFILES: dict[str, dict[str, Any]] = {
     # Tiny: two cheap families, a handful of steps everywhere — the end-to-end test profile.
     "smoke": {
+        "seeds": [0],
         "generators": [
             {"family": "cgan", "config": {"tiny": True, "max_steps": 3}},
             {"family": "cvae", "config": {"tiny": True, "max_steps": 3}},

@@ -15,6 +15,7 @@ TINY = {
     "synthetic": {"total": 70},
     "classifier": {"tiny": True, "max_steps": 4},
     "metrics": {"extractor_steps": 4},
+    "seeds": [0],  # one draw: the skin profile itself inherits the default's five
     "conditions": ["real", "real+synthetic", "real+duplicate"],
 }
 

@@ -126,3 +126,17 @@ def test_pool_takes_the_earliest_draw_first_and_long_kinds_first_within_it():
     assert seeds == sorted(seeds)  # every stage of draw 0 is preferred to any of draw 1
     kinds = [s.kind for s in order if s.labels["seed"] == 0]
     assert kinds.index("generator") < kinds.index("classify") < kinds.index("fidelity")
+
+
+def test_cli_profile_help_names_every_profile():
+    import inspect
+
+    from synthmed import cli
+    from synthmed.study.config import profile_names
+
+    text = inspect.signature(cli.run).parameters["profile"].default.help
+    assert all(name in text for name in profile_names())
+
+
+def test_smoke_profile_is_one_draw():
+    assert load_study_config(profile="smoke").seeds == [0]
