@@ -43,8 +43,9 @@ def _build(inp: ConditionInputs, opts: FilterOptions):
     facts = {"tau": opts.tau, "n_offered": len(syn), "n_kept": n, "kept_fraction": n / len(syn),
              "per_class": kept_per_class(syn.labels, keep, inp.real.class_names)}
     if n < opts.min_kept:
+        alone = "the real images alone" if n == 0 else "little more than the real images"
         facts["note"] = (f"filter kept {n} of {len(syn)} synthetic images (tau = {opts.tau:g}, fewer than "
-                         f"min_kept = {opts.min_kept}): this run is close to the real images alone")
+                         f"min_kept = {opts.min_kept}): this run trains on {alone}")
     return concat_images(inp.real, syn.images[keep], syn.labels[keep]), len(inp.real), n, facts
 
 
