@@ -211,7 +211,7 @@ def train_classifier(train: LabeledImages, val: LabeledImages | None = None, con
                      *, out_dir: str | Path | None = None,
                      callbacks: list[Callback] | Callback | None = None,
                      init_state: dict[str, torch.Tensor] | None = None) -> TrainedClassifier:
-    """Train a classifier on ``train`` (from scratch, or from ``init_state``); early-stop on ``val`` macro-F1 when given.
+    """Train a classifier on ``train`` (from scratch or from ``init_state``); early-stop on ``val`` macro-F1 if given.
 
     Args:
         train: training images (uint8 NHWC) and labels.

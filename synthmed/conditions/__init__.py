@@ -21,6 +21,6 @@ from synthmed.conditions.base import (
     synthetic_label_plan,
 )
 
-__all__ = ["Condition", "ConditionInputs", "ConditionOptions", "ConditionSet", "Phase", "build_condition", "default_conditions",
-           "find_condition",
-           "get_condition", "list_conditions", "register_condition", "synthetic_label_plan"]
+__all__ = ["Condition", "ConditionInputs", "ConditionOptions", "ConditionSet", "Phase", "build_condition",
+           "default_conditions", "find_condition", "get_condition", "list_conditions", "register_condition",
+           "synthetic_label_plan"]

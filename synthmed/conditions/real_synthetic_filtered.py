@@ -18,7 +18,7 @@ from synthmed.data.types import LabeledImages
 
 
 class FilterOptions(ConditionOptions):
-    tau: float = Field(0.9, gt=0, le=1)  # keep a synthetic image when P(intended class) ≥ tau under the real-only classifier
+    tau: float = Field(0.9, gt=0, le=1)  # keep an image when the real-only classifier's P(its class) ≥ tau
     min_kept: int = Field(10, ge=0)  # fewer survivors than this: the stage record says so
 
 

@@ -25,7 +25,7 @@ class Config(StageConfig):
     fair_budget: dict[str, Any] | None = None  # the ceiling's own budget rule (study ``ceiling``): max_steps, balanced
 
 
-BASELINE_INPUT = "baseline"  # the input naming the baseline condition's classify stage (same seed), when a condition asks
+BASELINE_INPUT = "baseline"  # input: the baseline condition's classify stage of the same seed (when a condition asks)
 
 
 def fair_steps(classifier: ClassifierConfig, n_real: int, n_pool: int, cap: int) -> int:
@@ -101,7 +101,9 @@ def classify_in_phases(folder: Path, cond: ConditionSet, budget: int, val: Label
 def _baseline_classifier(inputs: dict[str, Path], device: str):
     from synthmed.classify import TrainedClassifier
 
-    return TrainedClassifier.load(inputs[BASELINE_INPUT] / CLASSIFIER_FILE, device=device) if BASELINE_INPUT in inputs else None
+    if BASELINE_INPUT not in inputs:
+        return None
+    return TrainedClassifier.load(inputs[BASELINE_INPUT] / CLASSIFIER_FILE, device=device)
 
 
 def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
