@@ -209,8 +209,9 @@ def _fit(net, train: LabeledImages, val: LabeledImages | None, config: Classifie
 # -- training -----------------------------------------------------------------------------------
 def train_classifier(train: LabeledImages, val: LabeledImages | None = None, config: ClassifierConfig | None = None,
                      *, out_dir: str | Path | None = None,
-                     callbacks: list[Callback] | Callback | None = None) -> TrainedClassifier:
-    """Train a classifier from scratch on ``train``; early-stop on ``val`` macro-F1 when given.
+                     callbacks: list[Callback] | Callback | None = None,
+                     init_state: dict[str, torch.Tensor] | None = None) -> TrainedClassifier:
+    """Train a classifier on ``train`` (from scratch or from ``init_state``); early-stop on ``val`` macro-F1 if given.
 
     Args:
         train: training images (uint8 NHWC) and labels.
@@ -220,6 +221,8 @@ def train_classifier(train: LabeledImages, val: LabeledImages | None = None, con
         out_dir: when given, ``classifier.pt`` and ``history.json`` are written there (atomically).
         callbacks: receive ``on_train_begin``, ``on_step`` (loss, lr, val_macro_f1, val_auc; the val
             values are NaN between validation passes) and ``on_train_end``.
+        init_state: start from these weights (a ``state_dict`` of the same model, e.g. a previous phase's
+            ``clf.net.state_dict()``) instead of a fresh init; the optimiser and schedule start fresh.
 
     Returns:
         The ``TrainedClassifier`` holding the best-validation weights (or the last, without val).
@@ -234,6 +237,8 @@ def train_classifier(train: LabeledImages, val: LabeledImages | None = None, con
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)  # weight init + dropout
         net = build_classifier(config.model, train.num_classes, c, h, config.stem).to(device).train()
+        if init_state is not None:
+            net.load_state_dict(init_state)
         info = {"model": config.model, "stem": config.stem, "n_train": len(train)}
         step, stopped_by, best, history = _fit(net, train, val, config, device, total, cbs, info)
     clf = TrainedClassifier(net, config, train.class_names, (h, w, c), history=history, steps_done=step,

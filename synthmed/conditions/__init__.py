@@ -2,7 +2,8 @@
 
 Every condition is trained with the same classifier and step budget and evaluated on the same test
 set, so only the training data (and, for ``real+classic``, the augmentation switch) differ.
-Built in: real, real+classic, real+duplicate, all-real (no generator), synthetic, real+synthetic.
+Built in: real, real+classic, real+duplicate, all-real (no generator), synthetic, real+synthetic; opt-in
+(not in the default study): synthetic-then-real, real+synthetic-filtered.
 """
 
 from synthmed.conditions.base import (
@@ -10,7 +11,9 @@ from synthmed.conditions.base import (
     ConditionInputs,
     ConditionOptions,
     ConditionSet,
+    Phase,
     build_condition,
+    default_conditions,
     find_condition,
     get_condition,
     list_conditions,
@@ -18,5 +21,6 @@ from synthmed.conditions.base import (
     synthetic_label_plan,
 )
 
-__all__ = ["Condition", "ConditionInputs", "ConditionOptions", "ConditionSet", "build_condition", "find_condition",
-           "get_condition", "list_conditions", "register_condition", "synthetic_label_plan"]
+__all__ = ["Condition", "ConditionInputs", "ConditionOptions", "ConditionSet", "Phase", "build_condition",
+           "default_conditions", "find_condition", "get_condition", "list_conditions", "register_condition",
+           "synthetic_label_plan"]

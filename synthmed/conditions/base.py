@@ -35,6 +35,14 @@ class ConditionInputs:
     train_pool: LabeledImages | None = None  # every real image allowed for training
     synthetic: LabeledImages | None = None  # generated images, used as given
     seed: int = 0  # seeds any re-draw the condition makes
+    baseline_classifier: Any = None  # the baseline condition's TrainedClassifier of the same seed (when asked for)
+
+
+@dataclass(frozen=True)
+class PhaseSet:
+    name: str
+    train: LabeledImages
+    share: float  # this phase's fraction of the step budget
 
 
 @dataclass(frozen=True)
@@ -44,9 +52,34 @@ class ConditionSet:
     augment: bool
     n_real: int
     n_extra: int  # synthetic or duplicated images added
+    phases: tuple[PhaseSet, ...] = ()  # a multi-phase schedule (``train`` is then the last phase's set)
+    facts: dict[str, Any] = field(default_factory=dict)  # what the build decided (recorded in the stage record)
 
 
-Builder = Callable[[ConditionInputs, Any], tuple[LabeledImages, int, int]]  # -> (train, n_real, n_extra)
+# -> (train, n_real, n_extra) or (train, n_real, n_extra, facts): facts = JSON-able record of what was decided
+Builder = Callable[[ConditionInputs, Any], tuple]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a multi-phase condition: trained in order, each phase continuing from the weights the
+    previous one ended with; the phases share the condition's single step budget."""
+
+    name: str  # e.g. "pretrain", "finetune"
+    build: Builder  # (inputs, options) -> this phase's training set (counts ignored)
+    share: Callable[[Any], float]  # options -> this phase's fraction of the step budget (the fractions sum to 1)
+
+
+def split_steps(total: int, shares: list[float]) -> list[int]:
+    """``total`` steps split by ``shares`` (largest remainder), every phase ≥ 1 step; the parts sum to ``total``."""
+    if total < len(shares):
+        raise SynthmedError(f"a {len(shares)}-phase condition needs a step budget of at least {len(shares)}; "
+                            f"got max_steps={total}")
+    w = np.asarray(shares, dtype=np.float64) / float(np.sum(shares))
+    raw = w * (total - len(shares))  # one step per phase reserved, the rest split by share
+    steps = np.floor(raw).astype(int)
+    steps[np.argsort(-(raw - steps), kind="stable")[: total - len(shares) - steps.sum()]] += 1
+    return [int(x) + 1 for x in steps]
 
 
 @dataclass(frozen=True)
@@ -61,6 +94,9 @@ class Condition:
     is_ceiling: bool = False  # the upper bound for "gap closed"
     ratio_sweep: bool = False  # the study's synthetic.ratios sweep applies to this condition
     augment: bool = False  # classic augmentation on during training
+    in_default: bool = True  # part of a study's default conditions (off: costly extra runs, opt in via ``conditions``)
+    needs_baseline_classifier: bool = False  # gets the baseline condition's classifier of the same seed as input
+    phases: tuple[Phase, ...] = ()  # a multi-phase schedule; ``build`` then gives the last phase's set and the counts
     options: type[ConditionOptions] = ConditionOptions
     # study-wide synthetic amount (total, ratio) -> this condition's option values
     options_from_study: Callable[[Mapping[str, Any]], dict[str, Any]] = field(default=lambda _: {})
@@ -77,8 +113,11 @@ class Condition:
         if self.needs_generator and (inputs.synthetic is None or len(inputs.synthetic) == 0):
             raise SynthmedError(f"condition '{self.name}' needs synthetic images; add a generator to the study")
         opts = options if isinstance(options, ConditionOptions) else self.make_options(options)
-        train, n_real, n_extra = self.build(inputs, opts)
-        return ConditionSet(self.name, train, self.augment, n_real, n_extra)
+        if self.needs_baseline_classifier and inputs.baseline_classifier is None:
+            raise SynthmedError(f"condition '{self.name}' needs the baseline classifier of the same seed")
+        train, n_real, n_extra, *facts = self.build(inputs, opts)
+        phases = tuple(PhaseSet(p.name, p.build(inputs, opts)[0], float(p.share(opts))) for p in self.phases)
+        return ConditionSet(self.name, train, self.augment, n_real, n_extra, phases, facts[0] if facts else {})
 
 
 _REGISTRY: dict[str, Condition] = {}
@@ -117,6 +156,11 @@ def get_condition(name: str) -> Condition:
     return _REGISTRY[name]
 
 
+def default_conditions() -> list[str]:
+    """Registered conditions a study runs when it names none (``in_default``), in display order."""
+    return [n for n in list_conditions() if _REGISTRY[n].in_default]
+
+
 def find_condition(role: str) -> str | None:
     """The name of the condition flagged ``is_<role>`` (``baseline`` or ``ceiling``), if any."""
     found = [n for n in list_conditions() if getattr(_REGISTRY[n], f"is_{role}")]
@@ -125,9 +169,10 @@ def find_condition(role: str) -> str | None:
 
 def build_condition(name: str, *, real: LabeledImages, train_pool: LabeledImages | None = None,
                     synthetic: LabeledImages | None = None, seed: int = 0,
-                    options: Mapping[str, Any] | None = None) -> ConditionSet:
+                    options: Mapping[str, Any] | None = None, baseline_classifier: Any = None) -> ConditionSet:
     """Training set for condition ``name`` (see ``ConditionInputs`` for the arguments)."""
-    return get_condition(name).build_set(ConditionInputs(real, train_pool, synthetic, seed), options)
+    inputs = ConditionInputs(real, train_pool, synthetic, seed, baseline_classifier)
+    return get_condition(name).build_set(inputs, options)
 
 
 # -- helpers shared by the condition modules -----------------------------------------------------

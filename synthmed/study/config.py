@@ -1,7 +1,8 @@
 """The study config: one YAML names everything a study needs; `synthmed run --print-default` shows it.
 
 Profiles scale the same study: ``smoke`` (tiny, for tests), ``quick`` (one draw of the default:
-a first look), ``default`` (the embedded study: five paired draws), ``full`` (every family × every condition × 5 seeds).
+a first look), ``default`` (the embedded study: five paired draws), ``full`` (every family × the default conditions ×
+5 seeds), ``usage`` (the default study with every registered condition, the opt-in ways of using synthetic images too).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from synthmed.conditions import get_condition, list_conditions
+from synthmed.conditions import default_conditions, get_condition
 from synthmed.config import StageConfig, validate
 
 
@@ -101,7 +102,8 @@ class StudyConfig(StageConfig):
     generators: list[GeneratorSpec] = Field(default_factory=list)
     samples: list[SamplesSpec] = Field(default_factory=list)  # precomputed synthetic sets to evaluate
     synthetic: SyntheticSpec = Field(default_factory=SyntheticSpec)
-    conditions: list[str] = Field(default_factory=list_conditions)  # registered in synthmed.conditions
+    conditions: list[str] = Field(default_factory=default_conditions)  # registered in synthmed.conditions (default:
+    # those flagged in_default; opt-in ones such as synthetic-then-real are named here or come with the usage profile)
     classifier: dict[str, Any] = Field(default_factory=dict)  # synthmed.classify ClassifierConfig overrides
     seeds: list[int] = Field(default_factory=lambda: [0])
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
@@ -132,7 +134,7 @@ class StudyConfig(StageConfig):
 
 # The embedded default study (issues 6, 13): PneumoniaMNIST 28 px, 50 images/class, five paired k-shot draws
 # (seeds 0-4: each seed draws its own split, so the confidence intervals cover the draw, the largest variance),
-# three families — a conditional GAN, the conditional VAE and DDPM — every condition, ResNet-18, the calibrated
+# three families — a conditional GAN, the conditional VAE and DDPM — every default condition, ResNet-18, the calibrated
 # instruments. Budgets are step counts (no minute cap: the same seed gives the same numbers on any machine):
 # cgan 2000 G steps, cvae 1500, ddpm 1000 (half its family default: 2000 steps cost ~17 min per draw at one
 # thread here, which five draws cannot afford; bench/RESULTS.md `study-default`). wgan-gp and the other
@@ -167,19 +169,27 @@ PROFILES: dict[str, dict[str, Any]] = {
     "default": {},
     # One k-shot draw of the default study: a first look in about a fifth of the time; it cannot answer (n = 1).
     "quick": {"seeds": [0]},
-    # Every registered family × all conditions × 5 seeds (hours on a CPU; meant for a GPU or a Ray cluster);
+    # Every registered family × the default conditions × 5 seeds (hours on a CPU; meant for a GPU or a Ray cluster);
     # the families are read from the registry when the profile is loaded.
     "full": {"generators": "every registered family", "seeds": [0, 1, 2, 3, 4]},
+    # The default study plus every registered condition, the opt-in ways of using synthetic images too
+    # (synthetic-then-real, real+synthetic-filtered: issue 14); the conditions are read from the registry.
+    "usage": {"conditions": "every registered condition"},
 }
 
 
 def _with_registered_families(prof: dict[str, Any]) -> dict[str, Any]:
-    """The ``full`` profile's generators: every family in the registry when the profile is loaded."""
+    """The ``full`` profile's generators: every family in the registry when the profile is loaded (and the
+    ``usage`` profile's conditions: every registered condition)."""
+    from synthmed.conditions import list_conditions
+
     prof = dict(prof)
     if prof.get("generators") == "every registered family":
         from synthmed.generators import list_generators
 
         prof["generators"] = [{"family": f} for f in list_generators()]
+    if prof.get("conditions") == "every registered condition":
+        prof["conditions"] = list_conditions()
     return prof
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthmed.conditions import get_condition
+from synthmed.conditions import find_condition, get_condition
 from synthmed.runs import CONTROL
 from synthmed.runs.layout import GENERATOR_FILE, SAMPLES_FILE
 from synthmed.study.config import GeneratorSpec, SamplesSpec, StudyConfig
@@ -104,6 +104,8 @@ def classify_stage(s: _Seed, condition: str, gen_label: str, samples_: Stage | N
     fair = s.cfg.ceiling.model_dump() if cond.is_ceiling else None
     conf = classify.Config(condition=condition, options=options, classifier=s.classifier, seed=s.seed, fair_budget=fair)
     inputs = {"split": s.split, **({"samples": samples_} if samples_ is not None else {})}
+    if cond.needs_baseline_classifier:  # the study's own baseline run of this seed (same key: trained once)
+        inputs[classify.BASELINE_INPUT] = classify_stage(s, find_condition("baseline"), CONTROL)
     shown = label or condition
     return _stage("classify", f"classify {shown} [{gen_label}] seed {s.seed}", conf, inputs,
                   generator=gen_label, condition=shown, seed=s.seed)

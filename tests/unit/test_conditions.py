@@ -90,10 +90,12 @@ def test_errors_name_the_problem(sets):
 
 
 def test_registry_holds_roles_and_display_order():
-    assert list_conditions() == ["real", "real+classic", "real+duplicate", "all-real", "synthetic", "real+synthetic"]
+    default = ["real", "real+classic", "real+duplicate", "all-real", "synthetic", "real+synthetic"]
+    assert C.default_conditions() == default
+    assert list_conditions() == [*default, "synthetic-then-real", "real+synthetic-filtered"]  # opt-in ones last
     assert C.find_condition("baseline") == "real" and C.find_condition("ceiling") == "all-real"
     assert [c for c in list_conditions() if get_condition(c).is_control] == ["real+classic", "real+duplicate"]
-    assert [c for c in list_conditions() if get_condition(c).needs_generator] == ["synthetic", "real+synthetic"]
+    assert [c for c in C.default_conditions() if get_condition(c).needs_generator] == ["synthetic", "real+synthetic"]
     assert get_condition("real+duplicate").options_from_study({"total": 40, "ratio": None}) == \
         {"extra_total": 40, "extra_ratio": None}
 
