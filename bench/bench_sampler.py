@@ -158,6 +158,20 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def verdict(res: dict) -> str:
+    """One sentence: the fastest sampler kept by the rule, against today's default (DDIM-50)."""
+    rows, ref_fd = res["rows"], res["rows"]["ddim-100"]["fid"]["synthetic"]
+    kept = [n for n, r in rows.items() if n != "ddim-100" and r["fid"]["synthetic"] <= (1 + KEEP_WITHIN) * ref_fd]
+    if not kept:
+        return "- kept by the rule (FD ≤ 1.10 × DDIM-100's): none."
+    best = min(kept, key=lambda n: rows[n]["sample_s"])
+    b, d = rows[best], rows["ddim-50"]
+    return (f"- kept by the rule (FD ≤ 1.10 × DDIM-100's): {', '.join(kept)}. Fastest kept: **{best}**, "
+            f"{b['sample_s']:.1f} s for {res['n_samples']} images vs DDIM-50's {d['sample_s']:.1f} s "
+            f"({d['sample_s'] / b['sample_s']:.1f}× faster), FD {b['fid']['synthetic'] / ref_fd:.3f} × DDIM-100's "
+            f"(DDIM-50: {d['fid']['synthetic'] / ref_fd:.3f}×).")
+
+
 def write(res: dict, command: str) -> None:
     body = (f"## DDPM samplers at the same weights (issue 13)\n\n{header(command)}"
             f"- weights: the default study's ddpm (seed 0, {res['generator_steps']} steps, default config), "
@@ -165,7 +179,7 @@ def write(res: dict, command: str) -> None:
             f"- each row: {res['n_samples']} images (balanced), noise seed {res['seed']}, {res['threads']} torch thread; "
             f"FD etc. vs R (|R| = {res['n_reference']}) with the domain extractor trained on E, "
             f"floor = H vs R at |H| = {res['n_heldout']}; faithfulness = the E-trained judge's balanced accuracy\n\n"
-            f"{table(res)}\n")
+            f"{table(res)}\n\n{verdict(res)}\n")
     replace_section(SECTION, body)
 
 
