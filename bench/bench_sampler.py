@@ -136,6 +136,34 @@ def measure(run: Path, only: list[str] | None) -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
+def converge(run: Path, n: int = 200) -> dict:
+    """Which ODE solution do the samplers approach? ``n`` images from the same noise with a fine DDIM
+    (250 steps, ≈ the probability-flow ODE's solution for these weights), DDIM-50 and the solvers at 20:
+    mean |Δ| (grey levels) to DDIM-250 and FD at |S| = |H| = n (paired: same noise, same features)."""
+    import torch
+
+    from synthmed.metrics import features as F
+    from synthmed.metrics import fidelity as FI
+
+    torch.set_num_threads(1)
+    sets, extractor, _, gen = loaded_sets(run)
+    held, ref = sets["heldout"], sets["reference"]
+    feats_of = lambda x: F.extract_features(extractor, x)  # noqa: E731
+    ref_f, held_f = feats_of(ref.images), feats_of(held.images)
+    labels = np.repeat(np.arange(held.num_classes), n // held.num_classes)
+    rows, fine = {}, None
+    for sampler, steps in (("ddim", 250), ("ddim", 50), ("dpm-solver", 20), ("unipc", 20)):
+        t0 = time.perf_counter()
+        images = gen.sample(labels, seed=SEED, sampler=sampler, steps=steps, progress=False)
+        fine = images.astype(float) if fine is None else fine
+        fid = FI.matched_fidelity(ref_f, held_f, feats_of(images), n_subsets=10, seed=SEED)["metrics"]["fid"]
+        rows[f"{sampler}-{steps}"] = {"sample_s": time.perf_counter() - t0, "fd": fid["synthetic"], "fd_floor": fid["floor"],
+                                      "mean_abs_diff_to_ddim250": float(np.abs(images - fine).mean()),
+                                      "mean_grey": float(images.mean()), "std_grey": float(images.std())}
+        print(json.dumps(rows), flush=True)
+    return {"n": len(labels), "rows": rows}
+
+
 # -- write -------------------------------------------------------------------------------------
 def table(res: dict) -> str:
     rows = res["rows"]
@@ -165,11 +193,25 @@ def verdict(res: dict) -> str:
     if not kept:
         return "- kept by the rule (FD ≤ 1.10 × DDIM-100's): none."
     best = min(kept, key=lambda n: rows[n]["sample_s"])
+    if best == "ddim-50":
+        return (f"- kept by the rule (FD ≤ 1.10 × DDIM-100's): {', '.join(kept)}: no multistep solver qualifies; "
+                "today's DDIM-50 stays the default.")
     b, d = rows[best], rows["ddim-50"]
     return (f"- kept by the rule (FD ≤ 1.10 × DDIM-100's): {', '.join(kept)}. Fastest kept: **{best}**, "
             f"{b['sample_s']:.1f} s for {res['n_samples']} images vs DDIM-50's {d['sample_s']:.1f} s "
             f"({d['sample_s'] / b['sample_s']:.1f}× faster), FD {b['fid']['synthetic'] / ref_fd:.3f} × DDIM-100's "
             f"(DDIM-50: {d['fid']['synthetic'] / ref_fd:.3f}×).")
+
+
+def converge_table(conv: dict) -> str:
+    lines = [f"Convergence check (`converge`): {conv['n']} images from the same noise; DDIM-250 ≈ the probability-flow "
+             "ODE's solution for these weights; FD at |S| = |H| = n (paired, 10 half-samples).\n",
+             "| sampler | sample s | FD | FD floor (n) | mean abs. grey-level diff. to DDIM-250 | mean grey | std grey |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in conv["rows"].items():
+        lines.append(f"| {name} | {r['sample_s']:.1f} | {r['fd']:.1f} | {r['fd_floor']:.1f} | "
+                     f"{r['mean_abs_diff_to_ddim250']:.2f} | {r['mean_grey']:.1f} | {r['std_grey']:.1f} |")
+    return "\n".join(lines)
 
 
 def write(res: dict, command: str) -> None:
@@ -180,6 +222,9 @@ def write(res: dict, command: str) -> None:
             f"FD etc. vs R (|R| = {res['n_reference']}) with the domain extractor trained on E, "
             f"floor = H vs R at |H| = {res['n_heldout']}; faithfulness = the E-trained judge's balanced accuracy\n\n"
             f"{table(res)}\n\n{verdict(res)}\n")
+    conv = OUT / "sampler_converge.json"
+    if conv.exists():
+        body += "\n" + converge_table(json.loads(conv.read_text())) + "\n"
     replace_section(SECTION, body)
 
 
@@ -190,7 +235,7 @@ def dump(name: str, result: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["train", "measure", "write"])
+    ap.add_argument("mode", choices=["train", "measure", "converge", "write"])
     ap.add_argument("--run", type=Path, default=RUN)
     ap.add_argument("--reuse", type=Path, default=None)
     ap.add_argument("--only", default=None, help="comma-separated sampler names (measure)")
@@ -202,6 +247,8 @@ def main() -> None:
     elif a.mode == "measure":
         res = measure(a.run, a.only.split(",") if a.only else None)
         dump("sampler", res)
+    elif a.mode == "converge":
+        dump("sampler_converge", converge(a.run))
     else:
         write(json.loads((OUT / "sampler.json").read_text()),
               "OMP_NUM_THREADS=1 python bench/bench_sampler.py train && python bench/bench_sampler.py measure")
