@@ -6,8 +6,12 @@ References:
     Nichol & Dhariwal 2021 (cosine schedule, diffusers' "squaredcos_cap_v2").
     Ho & Salimans 2022, "Classifier-Free Diffusion Guidance" (label dropout, guided ε, eq. 6).
 
+    Lu et al. 2022, "DPM-Solver++" (multistep, data prediction; recommended for few-step guided sampling).
+    Zhao et al. 2023, "UniPC" (unified predictor-corrector, multistep).
+
 Library choice: the UNet and the schedulers come from Hugging Face diffusers (``UNet2DModel`` with
-``num_class_embeds``, ``DDPMScheduler``, ``DDIMScheduler``). MONAI's ``DiffusionModelUNet`` was the
+``num_class_embeds``, ``DDPMScheduler``, ``DDIMScheduler``, ``DPMSolverMultistepScheduler``,
+``UniPCMultistepScheduler``; every sampler is configured from the training ``DDPMScheduler``'s config). MONAI's ``DiffusionModelUNet`` was the
 alternative; it needs ``einops`` for attention (not installed) and its inferers take no class
 labels, so guidance would need our own loop anyway. diffusers measured here: ≈160 img/s training
 and ≈1000 img-evals/s sampling for the default 0.64 M-parameter UNet at 28 px on 2 CPU cores.
@@ -58,16 +62,28 @@ def build_unet(config: "DDPMConfig", channels: int, size: int, num_classes: int)
     )
 
 
+SAMPLERS = ("ddim", "ddpm", "dpm-solver", "unipc")  # the ``sampler`` choices (config and sample())
+
+
 def build_scheduler(config: "DDPMConfig", kind: str):
-    """The training noise schedule as a ``DDPMScheduler``, or a ``DDIMScheduler`` on the same βs."""
-    from diffusers import DDIMScheduler, DDPMScheduler
+    """The training noise schedule as a ``DDPMScheduler``, or a sampler on the same βs (``from_config``):
+    ``ddim`` (DDIM, eta = 0), ``dpm-solver`` (DPM-Solver++ order 2, multistep) or ``unipc`` (UniPC bh2)."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
     ddpm = DDPMScheduler(num_train_timesteps=config.timesteps, beta_schedule=config.beta_schedule,
                          prediction_type="epsilon", clip_sample=True)
     if kind == "ddpm":
         return ddpm
-    # "trailing" spacing starts DDIM at t = T-1, which matters with few steps (Lin et al. 2024, table 2)
-    return DDIMScheduler.from_config(ddpm.config, timestep_spacing="trailing")
+    if kind == "ddim":  # "trailing" spacing starts DDIM at t = T-1, which matters with few steps (Lin et al. 2024)
+        return DDIMScheduler.from_config(ddpm.config, timestep_spacing="trailing")
+    # The multistep solvers predict x0 and have no clip_sample; thresholding with sample_max_value = 1 clips
+    # that x0 prediction to [-1, 1] as DDIM's clip_sample does (the dynamic quantile is floored at 1).
+    clip = {"thresholding": True, "sample_max_value": 1.0}
+    if kind == "dpm-solver":
+        return DPMSolverMultistepScheduler.from_config(ddpm.config, algorithm_type="dpmsolver++", **clip)
+    if kind == "unipc":
+        return UniPCMultistepScheduler.from_config(ddpm.config, **clip)
+    raise ValueError(f"unknown sampler {kind!r}")  # callers check against SAMPLERS first
 
 
 def guided_eps(unet, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, null_label: int,
@@ -99,8 +115,10 @@ class DDPMConfig(GeneratorConfig):
     batch_size: int = Field(64, ge=1)  # CPU throughput saturates around 64 at 28 px
     grad_clip: float = Field(1.0, gt=0)  # max grad norm, as in the diffusers training examples
     ema_decay: float = Field(0.995, gt=0, lt=1)  # ≈200-step window after warm-up; suits ~2k-step runs
-    sampler: Literal["ddim", "ddpm"] = "ddim"  # ddim: few deterministic steps; ddpm: the full ancestral chain
-    sample_steps: int = Field(50, ge=1)  # DDIM steps (Song et al. use 50-100); ignored by "ddpm"
+    # ddim: few deterministic steps; ddpm: the full ancestral chain; dpm-solver (DPM-Solver++) / unipc:
+    # multistep solvers meant for 10-20 steps (bench/RESULTS.md, bench_sampler: FD vs DDIM-100 per step count)
+    sampler: Literal["ddim", "ddpm", "dpm-solver", "unipc"] = "ddim"
+    sample_steps: int = Field(50, ge=1)  # steps of ddim / dpm-solver / unipc (Song et al. use 50-100); ignored by "ddpm"
     # w; 1 = conditional only. Sweep (bench/RESULTS.md): w=1 had the lowest PCA-Fréchet distance to real
     # test images (6.07 vs 7.64 at w=0, 6.93 at w=2, 8.63 at w=3) at half the cost of any w ∉ {0, 1}
     guidance: float = Field(1.0, ge=0.0)
@@ -203,8 +221,8 @@ class DDPM(TorchGeneratorMixin, ConditionalGenerator):
         Args:
             labels: class index per image.
             seed: noise seed (default: config seed); same seed ⇒ same images.
-            sampler: "ddim" or "ddpm" (default: config).
-            steps: DDIM steps (default: config ``sample_steps``); DDPM always takes all ``timesteps``.
+            sampler: "ddim", "ddpm", "dpm-solver" or "unipc" (default: config).
+            steps: sampler steps (default: config ``sample_steps``); "ddpm" always takes all ``timesteps``.
             guidance: classifier-free guidance scale w (default: config).
             progress: show a tqdm bar (default: config).
         """
@@ -212,39 +230,47 @@ class DDPM(TorchGeneratorMixin, ConditionalGenerator):
         return self._denoise(self.check_labels(labels), seed=seed, sampler=sampler, steps=steps, guidance=guidance,
                              progress=progress)
 
+    def _scheduler(self, sampler: str | None, steps: int | None):
+        """The sampler's diffusers scheduler and its step count; a one-line ConfigError for a bad choice."""
+        from synthmed.errors import ConfigError
+
+        c = self.config
+        sampler = sampler or c.sampler
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"ddpm sampler must be one of {', '.join(SAMPLERS)}; got '{sampler}'")
+        n_steps = c.timesteps if sampler == "ddpm" else (steps or c.sample_steps)
+        if n_steps > c.timesteps:
+            raise ConfigError(f"{sampler} steps ({n_steps}) cannot exceed the {c.timesteps} training timesteps; "
+                              "lower sample_steps")
+        return build_scheduler(c, sampler), sampler, n_steps
+
     @torch.no_grad()
     def _denoise(self, labels: np.ndarray, *, seed: int | None, sampler: str | None, steps: int | None = None,
                  guidance: float | None = None, progress: bool | None = None) -> np.ndarray:
         from tqdm.auto import tqdm
 
-        from synthmed.errors import ConfigError
-
         c = self.config
-        sampler = sampler or c.sampler
-        if sampler not in ("ddim", "ddpm"):
-            raise ConfigError(f"ddpm sampler must be 'ddim' or 'ddpm'; got '{sampler}'")
+        scheduler, sampler, n_steps = self._scheduler(sampler, steps)
         w = c.guidance if guidance is None else float(guidance)
-        n_steps = c.timesteps if sampler == "ddpm" else (steps or c.sample_steps)
-        if n_steps > c.timesteps:
-            raise ConfigError(f"ddim steps ({n_steps}) cannot exceed the {c.timesteps} training timesteps; "
-                              "lower sample_steps")
-        scheduler = build_scheduler(c, sampler)
-        scheduler.set_timesteps(n_steps, device=self.device_)
         unet = self.ema_.module.eval()
         g = torch.Generator(device=self.device_).manual_seed(c.seed if seed is None else seed)
+        # only DDPM's ancestral steps draw noise (DDIM at eta = 0 draws none; UniPC's step takes no generator)
+        step_kw = {"generator": g} if sampler == "ddpm" else {}
         h, wd, ch = self.image_shape_
         side = padded_size(h, len(c.block_out_channels))
         n_chunks = -(-len(labels) // c.sample_batch_size)
         top, chunks = (side - h) // 2, np.array_split(labels, n_chunks) if n_chunks else []
+        scheduler.set_timesteps(n_steps, device=self.device_)
         bar = tqdm(total=len(scheduler.timesteps) * len(chunks), desc=f"{sampler}-{n_steps}", leave=False,
                    disable=not (c.progress if progress is None else progress))
         out = []
         for chunk in chunks:
             y = torch.as_tensor(chunk, device=self.device_)
             x = torch.randn((len(chunk), ch, side, side), generator=g, device=self.device_)
-            for t in scheduler.timesteps:  # the sampling loop (DDPM ancestral or DDIM eq. 12, eta=0)
+            scheduler.set_timesteps(n_steps, device=self.device_)  # multistep solvers keep per-chain history
+            for t in scheduler.timesteps:  # the sampling loop (DDPM ancestral, DDIM eq. 12 at eta=0, or a solver)
                 eps = guided_eps(unet, x, t, y, self.null_label, w)
-                x = scheduler.step(eps, t, x, generator=g).prev_sample
+                x = scheduler.step(eps, t, x, **step_kw).prev_sample
                 bar.update(1)
             out.append(to_uint8_images(x[..., top : top + h, top : top + wd]))
         bar.close()
