@@ -10,7 +10,6 @@ from synthmed.utils.io import (
     write_json_atomic,
     write_npz_atomic,
     write_text_atomic,
-    torch_save_atomic,
 )
 from synthmed.utils.runtime import resolve_device, seed_everything, package_versions, git_commit
 
@@ -24,7 +23,6 @@ __all__ = [
     "write_json_atomic",
     "write_npz_atomic",
     "write_text_atomic",
-    "torch_save_atomic",
     "resolve_device",
     "seed_everything",
     "package_versions",

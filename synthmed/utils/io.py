@@ -74,15 +74,6 @@ def write_npz_atomic(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     return Path(path)
 
 
-def torch_save_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    import torch
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-    return Path(path)
-
-
 def clean_stale_tmp(folder: str | os.PathLike) -> int:
     """Delete ``*.tmp`` files left by a killed run under ``folder``; return how many."""
     n = 0
