@@ -271,7 +271,8 @@ def render(rows: list[dict], changes: list[dict], command: str, run: Path) -> st
     missing = [f"{r['generator']} seed {r['seed']}" for r in rows if r["new"] is None]
     if missing:
         parts.append(f"Fidelity stage not finished at the time of writing (old side only): {', '.join(missing)}.\n")
-    parts += [f"### Changes of more than {BIG:g}× (copy rate, floor ratios old/new)\n", changes_list(changes)]
+    parts.append(f"### Changes of more than {BIG:g}× (copy rate, floor ratios old/new)\n")
+    parts.append(changes_list(changes) if len(missing) < len(rows) else "- not computable yet: no fidelity stage finished")
     return "\n".join(parts)
 
 
