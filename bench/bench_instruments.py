@@ -121,6 +121,16 @@ def changes_list(changes: list[dict]) -> str:
                      f"{_fmt(c['new'])} ({_fmt(c['factor'])}×, {c['direction']})" for c in changes)
 
 
+def roughness(images: np.ndarray) -> np.ndarray:
+    """(N,) mean absolute difference between neighbouring pixels ([0, 1] intensities): low = smooth image."""
+    x = np.asarray(images, dtype=np.float64) / 255.0
+    return (np.abs(np.diff(x, axis=1)).mean(axis=(1, 2, 3)) + np.abs(np.diff(x, axis=2)).mean(axis=(1, 2, 3))) / 2
+
+
+def _median_or_none(x: np.ndarray) -> float | None:
+    return float(np.median(x)) if len(x) else None
+
+
 # -- reading the run folder ----------------------------------------------------------------------------------
 
 
@@ -184,10 +194,11 @@ def old_numbers(split_folder: Path, samples_folder: Path, extractor_folder: Path
     def old_copy(images, labels, feats_q):  # the old stage's call, with the query set as a parameter
         return M.copy_report(images, labels, train.images, synthetic_feats=feats_q, train_feats=feats["train"],
                              heldout_images=val.images, heldout_feats=feats["val"], class_names=names,
-                             extractor=extractor).summary()
+                             extractor=extractor)
 
-    memo, on_h = old_copy(synthetic.images, synthetic.labels, feats_fake), old_copy(held.images, held.labels,
-                                                                                     feats["held"])
+    report = old_copy(synthetic.images, synthetic.labels, feats_fake)
+    memo, on_h = report.summary(), old_copy(held.images, held.labels, feats["held"]).summary()
+    pixel_thr, rough = report.spaces["pixel"].threshold_flag, roughness(synthetic.images)
     parts = {f"{space}_{kind}": memo[space][key] for space in ("pixel", "feature")
              for kind, key in (("ratio", M.KEY_RATIO_COPY_FRACTION), ("threshold", M.KEY_THRESHOLD_COPY_FRACTION))}
     keys = ("fid", "kid_mean", "precision", "recall")
@@ -205,6 +216,11 @@ def old_numbers(split_folder: Path, samples_folder: Path, extractor_folder: Path
                                                  ("threshold", M.KEY_THRESHOLD_COPY_FRACTION))},
         "thresholds": {s: memo[s][M.KEY_THRESHOLD] for s in ("pixel", "feature")},
         "n_heldout": len(held), "n_val": len(val),
+        # smoothness (median per-image roughness) of the images the old pixel threshold flags vs the rest and H
+        "roughness": {"flagged_by_pixel_threshold": _median_or_none(rough[pixel_thr]),
+                      "synthetic_not_flagged": _median_or_none(rough[~pixel_thr]),
+                      "heldout": _median_or_none(roughness(held.images)),
+                      "k_shot": _median_or_none(roughness(train.images))},
         "null_rate_text": f"none reported ({_pct(on_h[M.KEY_COPY_FRACTION])} of H flagged)"}
 
 
@@ -246,7 +262,11 @@ def _parts_line(row: dict) -> str:
             f"{_pct(p['feature_threshold'])} (thresholds: 1st percentile of the {o['n_val']} val images' NN distance). "
             f"The old detector on H ({o['n_heldout']} new real images): {_pct(o['copy_rate_on_heldout'])} flagged "
             f"(pixel threshold {_pct(h['pixel_threshold'])}, feature threshold {_pct(h['feature_threshold'])}, "
-            f"ratio tests {_pct(h['pixel_ratio'])} / {_pct(h['feature_ratio'])}).")
+            f"ratio tests {_pct(h['pixel_ratio'])} / {_pct(h['feature_ratio'])}). Roughness (median mean |neighbour "
+            f"pixel difference|, lower = smoother): images flagged by the old pixel threshold "
+            f"{_fmt(o['roughness']['flagged_by_pixel_threshold'])}, other synthetic images "
+            f"{_fmt(o['roughness']['synthetic_not_flagged'])}, H {_fmt(o['roughness']['heldout'])}, "
+            f"k-shot {_fmt(o['roughness']['k_shot'])}.")
     n = row["new"]
     if n is not None:
         line += (f" New: flag rate {_pct(n['copy_rate'])} (95 % CI {_pct(n['copy_ci'][0])}–{_pct(n['copy_ci'][1])}), "

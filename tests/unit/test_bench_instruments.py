@@ -6,6 +6,7 @@ import importlib.util
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 _PATH = Path(__file__).resolve().parents[2] / "bench" / "bench_instruments.py"
@@ -52,3 +53,9 @@ def test_generator_table_has_an_old_and_a_new_row():
     assert table[3].startswith("| new | R (1000) |") and "0.9 (0.95)" in table[3] and "1.2 %" in table[3]
     pending = B.generator_table({"old": old, "new": None}).splitlines()[3]
     assert "fidelity stage not finished" in pending and pending.count("|") == table[3].count("|")
+
+
+def test_roughness_known_answers():
+    flat = np.full((1, 4, 4, 1), 128, np.uint8)
+    checker = (np.indices((4, 4)).sum(0) % 2 * 255).astype(np.uint8)[None, :, :, None]
+    assert B.roughness(np.concatenate([flat, checker])) == pytest.approx([0.0, 1.0])
