@@ -72,7 +72,9 @@ def big_changes(rows: list[dict], factor: float = BIG) -> list[dict]:
     for row in rows:
         if row["new"] is None:
             continue
-        pairs = [("copy rate", row["old"]["copy_rate"], row["new"]["copy_rate"])]
+        counts = [side.get("copy_count") for side in (row["old"], row["new"])]
+        copy = "copy rate" + ("" if None in counts else " ({}/{} → {}/{} images)".format(*counts[0], *counts[1]))
+        pairs = [(copy, row["old"]["copy_rate"], row["new"]["copy_rate"])]
         pairs += [(f"{NAMES[m]} floor ratio", row["old"]["ratio"].get(m), row["new"]["ratio"].get(m))
                   for m in RATIO_METRICS]
         for what, old, new in pairs:
@@ -101,7 +103,7 @@ def generator_table(row: dict) -> str:
     for name in ("old", "new"):
         d = row[name]
         if d is None:
-            lines.append(f"| new | — | fidelity stage not finished | " + " | ".join(["—"] * (len(cols) - 3)) + " |")
+            lines.append("| new | — | fidelity stage not finished | " + " | ".join(["—"] * (len(cols) - 3)) + " |")
             continue
         pf = lambda m: "—" if d["synthetic"].get(m) is None else \
             f"{_fmt(d['synthetic'][m])} ({_fmt(d['floor'].get(m))})"  # noqa: E731
@@ -159,13 +161,15 @@ def new_numbers(fidelity_folder: Path) -> dict:
     metrics = fid["metrics"]
     return {
         "stage": fidelity_folder.name, "reference": f"R ({fid['n_reference']})",
-        "floor_design": f"H vs R, {fid['n_heldout']} vs {fid['n_reference']}; S = {fid['n_synthetic']}",
-        "synthetic": {m: e["synthetic"] for m, e in metrics.items()}, "floor": {m: e["floor"] for m, e in metrics.items()},
+        "floor_design": f"H vs R, {fid['n_heldout']} vs {fid['n_reference']}; S = {fid['n_synthetic']}; k = {fid['k']}",
+        "synthetic": {m: e["synthetic"] for m, e in metrics.items()},
+        "floor": {m: e["floor"] for m, e in metrics.items()},
         "ratio": {m: e["ratio"] for m, e in metrics.items() if e.get("ratio") is not None},
         "floor_ratio_ci": {m: e["floor_ratio_ci"] for m, e in metrics.items() if e.get("floor_ratio_ci")},
         "faithfulness": faith["synthetic"]["balanced_accuracy"]["value"],
         "faithfulness_floor": faith["floor"]["balanced_accuracy"]["value"], "faithfulness_verdict": faith["verdict"],
         "copy_rate": memo["flag_rate"]["rate"], "copy_ci": memo["flag_rate"]["ci"], "null_rate": memo["null"]["rate"],
+        "copy_count": [memo["flag_rate"]["count"], memo["flag_rate"]["n"]],
         "alpha": memo["alpha"], "train_copied": memo["train_copied"]["rate"],
         "null_rate_text": f"{_pct(memo['null']['rate'])} (α = {memo['alpha']:g}, on H)"}
 
@@ -204,12 +208,14 @@ def old_numbers(split_folder: Path, samples_folder: Path, extractor_folder: Path
     keys = ("fid", "kid_mean", "precision", "recall")
     return {
         "reference": f"train pool ({len(ref)})",
-        "floor_design": f"pool vs pool, {floor['n']} vs {floor['n']}; S = {len(synthetic.images)} vs pool"
+        "floor_design": f"pool vs pool, {floor['n']} vs {floor['n']}; S = {len(synthetic.images)} vs pool; "
+                        f"k = {overall['k']}"
                         + (f" ({floor['note']})" if floor.get("note") else ""),
         "synthetic": {k: overall[k] for k in keys}, "floor": {k: floor[k] for k in keys},
         "ratio": {k: overall[k] / floor[k] for k in RATIO_METRICS if floor[k]},
         "is_mean": overall.get("is_mean"), "faithfulness": None, "faithfulness_floor": None,
         "copy_rate": memo[M.KEY_COPY_FRACTION], "copy_parts": parts,
+        "copy_count": [memo[M.KEY_COPY_COUNT], memo[M.KEY_N_SYNTHETIC]],
         "copy_rate_on_heldout": on_h[M.KEY_COPY_FRACTION],
         "copy_parts_on_heldout": {f"{s}_{k}": on_h[s][key] for s in ("pixel", "feature")
                                   for k, key in (("ratio", M.KEY_RATIO_COPY_FRACTION),
@@ -277,13 +283,14 @@ def _parts_line(row: dict) -> str:
 
 
 def render(rows: list[dict], changes: list[dict], command: str, run: Path) -> str:
-    parts = [f"## Instruments, old design vs new, on the same synthetic images (issue 12; bench/bench_instruments.py)\n",
+    parts = ["## Instruments, old design vs new, on the same synthetic images (issue 12; bench/bench_instruments.py)\n",
              header(command), f"- run: `{run}`\n",
              "OLD = `fidelity_report` of all n synthetic images vs the whole train pool, floor = `real_floor` n vs n "
              "pool images (seed 0); `copy_report` (ratio d1 < d2/3 OR d1 ≤ 1st percentile of val's NN distance, "
              "pixel and feature space). NEW = the study's fidelity stage (`fidelity.json`, read, not recomputed): "
              "|H| synthetic vs R beside H vs R; ratio-test detector calibrated on H to α. Same samples, same split, "
-             "same E-trained feature network. Ratios are synthetic / floor (FD: lower is better; "
+             "same E-trained feature network; k = the precision/recall neighbourhood. Ratios are synthetic / floor "
+             "(FD: lower is better; "
              "precision/recall: higher is better).\n"]
     for row in rows:
         parts += [f"### {row['generator']}, seed {row['seed']} (`{row['samples']}`)\n", generator_table(row), "",
@@ -292,7 +299,8 @@ def render(rows: list[dict], changes: list[dict], command: str, run: Path) -> st
     if missing:
         parts.append(f"Fidelity stage not finished at the time of writing (old side only): {', '.join(missing)}.\n")
     parts.append(f"### Changes of more than {BIG:g}× (copy rate, floor ratios old/new)\n")
-    parts.append(changes_list(changes) if len(missing) < len(rows) else "- not computable yet: no fidelity stage finished")
+    parts.append(changes_list(changes) if len(missing) < len(rows)
+                 else "- not computable yet: no fidelity stage finished")
     return "\n".join(parts)
 
 

@@ -31,12 +31,14 @@ def test_big_changes_lists_only_more_than_twofold():
     rows = [{"generator": "ddpm", "seed": 0, "old": _side(0.296, 1.5, 0.9), "new": _side(0.01, 3.5, 0.95)},
             {"generator": "cgan", "seed": 0, "old": _side(0.02, 2.0, 0.5), "new": _side(0.01, 1.0, 1.0)},
             {"generator": "cvae", "seed": 0, "old": _side(0.2, 1.0, 1.0), "new": None}]  # stage not finished: skipped
+    rows[0]["old"]["copy_count"], rows[0]["new"]["copy_count"] = [296, 1000], [10, 1000]
     got = {(c["generator"], c["quantity"]): c for c in B.big_changes(rows)}
     # ddpm: copy 29.6 % → 1 % (29.6×), FD ratio 1.5 → 3.5 (2.33×); precision 0.9 → 0.95 is no change.
     # cgan: every pair is exactly 2× (not more than 2×), so nothing is listed.
-    assert set(got) == {("ddpm", "copy rate"), ("ddpm", "FD floor ratio")}
-    assert got[("ddpm", "copy rate")]["factor"] == pytest.approx(29.6)
-    assert got[("ddpm", "copy rate")]["direction"] == "old higher"
+    copy = "copy rate (296/1000 → 10/1000 images)"
+    assert set(got) == {("ddpm", copy), ("ddpm", "FD floor ratio")}
+    assert got[("ddpm", copy)]["factor"] == pytest.approx(29.6)
+    assert got[("ddpm", copy)]["direction"] == "old higher"
     assert got[("ddpm", "FD floor ratio")]["direction"] == "new higher"
 
 
