@@ -78,5 +78,7 @@ def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict
     provenance = find_provenance(inputs["generator"])
     if provenance is not None:  # a samples folder says which split its generator trained on
         write_provenance(folder, provenance)
-    return sample_into(folder, gen, label_plan(cfg, train), train.class_names, seed=cfg.seed, per_row=10,
-                       **cfg.knobs)
+    knobs = dict(cfg.knobs)
+    if "progress" in type(gen).sample_knobs:  # a bar only where the study shows bars (not in side-by-side workers)
+        knobs.setdefault("progress", ctx.progress)
+    return sample_into(folder, gen, label_plan(cfg, train), train.class_names, seed=cfg.seed, per_row=10, **knobs)
