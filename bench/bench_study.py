@@ -58,23 +58,23 @@ def verdict_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def summarize_run(out: Path, title: str, command: str) -> str:
+def summarize_run(out: Path, title: str, command: str, note: str = "") -> str:
     """The section body for a finished run folder: wall time, time per stage kind, headline tables."""
     import json
 
     manifest = json.loads((out / "manifest.json").read_text())
     rows = load_results(out)
     by_kind: dict[str, float] = defaultdict(float)
-    for s in manifest["stages"]:
-        if not s["cached"]:
-            by_kind[s["kind"]] += s["wall_s"]
+    for s in manifest["stages"]:  # each stage's own record: the seconds it took when it ran, cached now or not
+        by_kind[s["kind"]] += s["wall_s"]
     wall = manifest["wall_s"]
     stage_lines = "\n".join(f"| {s['name']} | {s['wall_s']:.1f} | {'cached' if s['cached'] else ''} |" for s in manifest["stages"])
     return (
         f"### {title}\n\n" + header(command)
-        + f"- executor: {manifest['executor']}; wall time: {wall:.0f} s ({wall / 60:.1f} min) for {manifest['stages_run']} "
-        f"stages ({manifest['stages_cached']} cached)\n"
-        + "- stage seconds summed by kind (worker time, not wall): "
+        + f"- executor: {manifest['executor']}; this manifest's wall time: {wall:.0f} s ({wall / 60:.1f} min) for "
+        f"{manifest['stages_run']} stages run ({manifest['stages_cached']} cached, their seconds are from when they ran)\n"
+        + (f"- {note}\n" if note else "")
+        + f"- stage seconds summed by kind (worker time, not wall; total {sum(by_kind.values()):.0f} s): "
         + ", ".join(f"{k} {v:.0f}" for k, v in by_kind.items()) + "\n\n"
         + verdict_table(rows) + "\n\n"
         + table(rows, "roc_auc") + "\n\n" + table(rows, "macro_f1") + "\n\n"
@@ -92,11 +92,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="local executor workers (default: synthmed's)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--summarize", type=Path, default=None, help="record this finished run folder; run nothing")
+    ap.add_argument("--note", default="", help="with --summarize: how the run was made (load, restarts)")
     args = ap.parse_args()
     if args.summarize:
         name = json.loads((args.summarize / "manifest.json").read_text())["study"]
         section = args.section or "study-summary"
-        body = summarize_run(args.summarize, f"Study `{name}` ({args.summarize.name})", " ".join(["python", *sys.argv]))
+        body = summarize_run(args.summarize, f"Study `{name}` ({args.summarize.name})", " ".join(["python", *sys.argv]),
+                             args.note)
         replace_section(section, body)
         print(body)
         return
