@@ -26,8 +26,9 @@ class Executor(Protocol):
 
 
 def default_workers(device: str = "auto") -> int:
-    """Stages side by side by default: 2 one-thread workers on a CPU with 2+ cores (measured in bench/RESULTS.md
-    `threads-workers`: the study's small 28 px models leave a second thread per process mostly idle); 1 on a GPU."""
+    """Stages side by side by default: 2 one-thread workers on a CPU with 2+ cores (on a machine of this kind, two
+    one-thread processes gave 1.4x the throughput of one two-thread process on the study's small 28 px models;
+    not yet re-measured per stage kind in bench/RESULTS.md); 1 on a GPU."""
     import os
 
     import torch
