@@ -89,7 +89,8 @@ def metric_utility_agreement(rows: list[dict[str, Any]], metric: str = PRIMARY, 
     better, FD ratio or copy rate, has its raw rho negated; ``rho_raw`` keeps scipy's sign); ``ci_low``,
     ``ci_high``: its 95 % CI by Fisher's z with the Bonett–Wright standard error (deterministic; it treats
     the points as independent, which draws of one generator are not, so it is optimistic when few
-    generators dominate the ranking); ``p``: scipy's two-sided p-value. Fewer than ``MIN_POINTS`` points,
+    generators dominate the ranking; and pooled over draws, a figure that moves with the draw can agree
+    through the draw alone); ``p``: scipy's two-sided p-value. Fewer than ``MIN_POINTS`` points,
     or a figure/gain equal at every point: ``rho`` None and a ``note``.
 
     Returns ``{metric, usage, control, excluded, points: [{generator, seed, gain, cut_by_time}], n_cut,
