@@ -23,6 +23,7 @@ from synthmed.runs import (
     load_results,
     load_split_sets,
     manifest_stages,
+    metric_utility_agreement,
     read_manifest,
     summarize_conditions,
 )
@@ -134,6 +135,7 @@ def gather(run_dir: Path) -> dict[str, Any]:
         "split_examples": _b64_file(run_dir / split_stage["folder"] / EXAMPLES_FILE),
         "summaries": summaries,
         "verdict": verdict_block(rows, manifest),
+        "agreement": metric_utility_agreement(rows),
         "heldout": split_summary.get("heldout"),
         "lead_metric": "roc_auc" if summaries.get("roc_auc") else "macro_f1",
         "generators": _generator_entries(run_dir, manifest, fakes),
@@ -160,15 +162,20 @@ def _real_examples(run_dir: Path, split_stage: dict):
         return None
 
 
-def render_report(run_dir: str | Path) -> str:
+def template_env():
+    """The Jinja2 environment of the report's templates (``report.html.j2`` and the sections it includes)."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    run_dir = Path(run_dir)
-    read_manifest(run_dir)  # a clear error for a folder that is not a finished run
     env = Environment(loader=PackageLoader("synthmed", "report/templates"), autoescape=select_autoescape())
     env.filters["num"] = lambda v, d=3: "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{d}f}"
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, default=str)
-    return env.get_template("report.html.j2").render(**gather(run_dir))
+    return env
+
+
+def render_report(run_dir: str | Path) -> str:
+    run_dir = Path(run_dir)
+    read_manifest(run_dir)  # a clear error for a folder that is not a finished run
+    return template_env().get_template("report.html.j2").render(**gather(run_dir))
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -178,4 +185,4 @@ def write_report(run_dir: str | Path) -> Path:
     return write_text_atomic(run_dir / REPORT_FILE, html)
 
 
-__all__ = ["write_report", "render_report", "gather"]
+__all__ = ["write_report", "render_report", "gather", "template_env"]
