@@ -4,11 +4,15 @@ Across generators × draws, the Spearman rank correlation between each fidelity 
 synthetic set and the gain of that set's usage condition over the best control at the same draw. The
 best control, the primary metric and the exclusion of failed generators are the verdict's
 (``results.verdict_family``): a user sees whether FID (or precision, faithfulness, ...) would have
-picked the useful generator on their data.
+picked the useful generator on their data. Pooled over draws, a figure can agree through the draw alone
+(a hard k-shot draw lowers every generator's gain and moves every figure), so each figure also gets a
+within-draw agreement, the answer to "would this figure have picked the more useful generator?".
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import warnings
 from typing import Any
 
@@ -29,6 +33,8 @@ FIGURES: dict[str, tuple[str, str]] = {
 }
 MIN_POINTS = 4  # Spearman's rho and its Fisher-z interval need n - 3 >= 1
 Z_95 = 1.959963984540054  # the standard normal's 97.5 % quantile
+PERMUTATIONS = 2000  # within-draw permutations for p_within (all of them, exactly, when there are no more)
+ALPHA = 0.05  # p_within below this: the figure picks (or runs against) the more useful generator
 
 
 def _fisher_ci(rho: float, n: int) -> tuple[float, float]:
@@ -39,7 +45,7 @@ def _fisher_ci(rho: float, n: int) -> tuple[float, float]:
     return float(np.tanh(z - half)), float(np.tanh(z + half))
 
 
-def _reading(label: str, n: int, rho: float | None, lo: float | None, hi: float | None) -> str:
+def _pooled_reading(label: str, n: int, rho: float | None, lo: float | None, hi: float | None) -> str:
     if rho is None:
         return f"{label}: no rank correlation (n = {n})"
     if lo > 0:
@@ -49,10 +55,97 @@ def _reading(label: str, n: int, rho: float | None, lo: float | None, hi: float 
     return f"{label} does not predict the gain here (n = {n}; CI includes 0)"
 
 
+def _reading(out: dict) -> str:
+    """One sentence: the within-draw result first when there is one, then the pooled one."""
+    label, rho, lo, hi, rw, pw = (out[k] for k in ("label", "rho", "ci_low", "ci_high", "rho_within", "p_within"))
+    if rw is None:
+        text = _pooled_reading(label, out["n"], rho, lo, hi) + (f": {out['note']}" if out["note"] else "")
+        return text + (f"; no within-draw comparison: {out['note_within']}" if out["note_within"] else "")
+    within = 0 if pw >= ALPHA else int(np.sign(rw))
+    verb = {1: "picks the more useful generator", -1: "runs against the gain, picking the less useful generator",
+            0: "does not clearly pick the more useful generator"}[within]
+    text = f"within a draw, {label} {verb} (ρ = {rw:+.2f}, p = {pw:.2g}, {out['draws']} draws)"
+    if rho is None:
+        return text + f"; pooled over draws no rank correlation ({out['note']})"
+    pooled = 1 if lo > 0 else -1 if hi < 0 else 0
+    text += f"; pooled over draws ρ = {rho:+.2f}, CI [{lo:+.2f}, {hi:+.2f}]"
+    if not pooled or pooled == within:
+        return text
+    # the pooled CI excludes 0 but the within-draw test does not agree: a weaker within-draw rho (0.1 is a
+    # plain margin, not a test) points at the draws; an as-strong one at a within-draw test with little power
+    weaker = np.sign(rw) != pooled or abs(rw) < abs(rho) - 0.1
+    return text + (", partly the draws' difficulty" if weaker
+                   else ", as strong as within a draw, where few draws leave the test weak")
+
+
+def _draw_residuals(values: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    """Each value minus its draw's mean. Rounding noise is taken off (to 1e-10 of the largest residual; a draw
+    whose values are all equal gives exact zeros) so that equal gaps in two draws tie instead of being ranked
+    by float error."""
+    res = np.zeros(len(values))
+    for idx in groups:
+        if np.ptp(values[idx]) > 0:
+            res[idx] = values[idx] - values[idx].mean()
+    scale = np.abs(res).max()
+    return np.round(res / scale, 10) * scale if scale > 0 else res
+
+
+def _within_permutations(groups: list[np.ndarray]) -> tuple[np.ndarray, bool]:
+    """Rows of source indices, each shuffling the points only within their draw (``groups`` are contiguous and in
+    order): all of them when there are at most ``PERMUTATIONS``, else ``PERMUTATIONS`` drawn with a fixed seed."""
+    if math.prod(math.factorial(len(g)) for g in groups) <= PERMUTATIONS:
+        return np.array([np.concatenate(c) for c in itertools.product(*map(itertools.permutations, groups))]), True
+    rng = np.random.default_rng(0)
+    return np.concatenate([rng.permuted(np.tile(g, (PERMUTATIONS, 1)), axis=1) for g in groups], axis=1), False
+
+
+def _within_draw(keys: list[tuple[str, int]], x: list[float], y: list[float], sign: float) -> dict:
+    """Spearman between the figure's and the gain's within-draw residuals (each draw's mean over its generators
+    taken off), with a two-sided p-value from permuting the figure among the generators of each draw.
+
+    Why: draw difficulty confounds the pooled rho (a hard draw can raise every generator's FD ratio and lower
+    every gain); ranking within a draw asks whether the figure picks the more useful generator. Centring keeps
+    each draw's scale, so a draw whose generators lie far apart still weighs most (ranking inside each draw
+    first would weigh the draws equally). Hand-written:
+    no maintained library offers a stratified permutation test; scipy.stats.permutation_test with
+    ``permutation_type='pairings'`` and one sample per draw permutes each draw on its own, but it needs every
+    draw to hold the same number of generators (it sizes all samples by the first), which a generator missing
+    one draw's figure breaks. The tests check it against scipy where scipy applies."""
+    from scipy import stats
+
+    out: dict[str, Any] = {"rho_within": None, "rho_within_raw": None, "p_within": None, "n_within": 0,
+                           "draws": 0, "note_within": None}
+    seeds = [s for _, s in keys]
+    order = sorted((i for i, s in enumerate(seeds) if seeds.count(s) >= 2), key=lambda i: (seeds[i], keys[i]))
+    kept = [seeds[i] for i in order]
+    groups = [np.flatnonzero(np.array(kept) == s) for s in dict.fromkeys(kept)]
+    out.update(n_within=len(order), draws=len(groups))
+    if len(groups) < 2:
+        out["note_within"] = f"{len(groups)} draw{'s' * (len(groups) != 1)} with 2 or more generators; need 2"
+        return out
+    rx = _draw_residuals(np.asarray(x, float)[order], groups)
+    ry = _draw_residuals(np.asarray(y, float)[order], groups)
+    if not rx.any() or not ry.any():
+        what = "figure" if not rx.any() else "gain"
+        out["note_within"] = f"the {what} is the same for every generator within each draw"
+        return out
+    # Spearman = Pearson of ranks; a within-draw shuffle of the residuals only shuffles their ranks within draws
+    ax, ay = stats.rankdata(rx), stats.rankdata(ry)
+    ax, ay = ax - ax.mean(), ay - ay.mean()
+    perms, exact = _within_permutations(groups)
+    null = ax[perms] @ ay / np.sqrt((ax @ ax) * (ay @ ay))
+    rho = float(ax @ ay / np.sqrt((ax @ ax) * (ay @ ay)))
+    hits = int(np.sum(np.abs(null) >= abs(rho) - 1e-12))  # the identity is among exact's rows, not the drawn ones
+    out.update(rho_within_raw=rho, rho_within=sign * rho,
+               p_within=hits / len(perms) if exact else (hits + 1) / (len(perms) + 1))
+    return out
+
+
 def _one_figure(figure: str, gains: dict[tuple[str, int], float], fid: dict[tuple[str, int, str], float]) -> dict:
     from scipy import stats
 
     label, better = FIGURES.get(figure, (figure, "higher"))
+    sign = -1.0 if better == "lower" else 1.0
     keys = sorted(k for k in gains if (*k, figure) in fid)
     x, y = [fid[(*k, figure)] for k in keys], [gains[k] for k in keys]
     out: dict[str, Any] = {"figure": figure, "label": label, "better": better, "n": len(keys), "rho": None,
@@ -65,13 +158,12 @@ def _one_figure(figure: str, gains: dict[tuple[str, int], float], fid: dict[tupl
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = stats.spearmanr(x, y)
-        sign = -1.0 if better == "lower" else 1.0
         rho = float(res.statistic)
         lo, hi = _fisher_ci(rho, len(keys))
         lo, hi = (lo, hi) if sign > 0 else (-hi, -lo)
         out.update(rho_raw=rho, rho=sign * rho, ci_low=lo, ci_high=hi, p=float(res.pvalue))
-    out["reading"] = _reading(label, out["n"], out["rho"], out["ci_low"], out["ci_high"]) + (
-        f": {out['note']}" if out["note"] else "")
+    out.update(_within_draw(keys, x, y, sign))
+    out["reading"] = _reading(out)
     return out
 
 
@@ -93,8 +185,18 @@ def metric_utility_agreement(rows: list[dict[str, Any]], metric: str = PRIMARY, 
     through the draw alone); ``p``: scipy's two-sided p-value. Fewer than ``MIN_POINTS`` points,
     or a figure/gain equal at every point: ``rho`` None and a ``note``.
 
+    Within a draw (the question a user asks: would this figure have picked the more useful generator?):
+    ``rho_within`` is Spearman's rho between the figure and the gain after each draw's mean over its
+    generators is taken off both, oriented as ``rho`` (``rho_within_raw`` unoriented); ``p_within`` its
+    two-sided p-value from permuting the figure among the generators of each draw (all permutations when
+    there are at most ``PERMUTATIONS``, else ``PERMUTATIONS`` with seed 0); ``n_within`` the points and
+    ``draws`` the draws that hold 2 or more generators (the others drop out). Fewer than 2 such draws, or a
+    figure/gain the same for every generator within each draw: ``rho_within`` None and a ``note_within``.
+    ``reading`` leads with the within-draw result when there is one.
+
     Returns ``{metric, usage, control, excluded, points: [{generator, seed, gain, cut_by_time}], n_cut,
-    figures: [{figure, label, better, n, rho, rho_raw, ci_low, ci_high, p, note, reading}]}``."""
+    permutations, figures: [{figure, label, better, n, rho, rho_raw, ci_low, ci_high, p, note, rho_within,
+    rho_within_raw, p_within, n_within, draws, note_within, reading}]}``."""
     fam = verdict_family(rows, metric)
     control, by, failed = fam["control"], fam["by"], fam["failed"]
     ctrl = by.get((CONTROL, control), {}) if control else {}
@@ -106,8 +208,8 @@ def metric_utility_agreement(rows: list[dict[str, Any]], metric: str = PRIMARY, 
     points = [{"generator": g, "seed": s, "gain": gains[(g, s)], "cut_by_time": bool({(g, s), (CONTROL, s)} & cut)}
               for g, s in sorted(gains)]
     return {"metric": metric, "usage": usage, "control": control, "excluded": sorted(failed), "points": points,
-            "n_cut": sum(p["cut_by_time"] for p in points),
+            "n_cut": sum(p["cut_by_time"] for p in points), "permutations": PERMUTATIONS,
             "figures": [_one_figure(f, gains, fid) for f in figures]}
 
 
-__all__ = ["FIGURES", "MIN_POINTS", "metric_utility_agreement"]
+__all__ = ["FIGURES", "MIN_POINTS", "PERMUTATIONS", "metric_utility_agreement"]

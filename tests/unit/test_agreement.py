@@ -1,9 +1,12 @@
 """Metric–utility agreement from tidy rows: Spearman between each fidelity figure and the gain over the
 verdict's best control, oriented so that positive = agrees; too few points, failed generators and
-time-capped rows handled as the verdict handles them; the report section renders the table."""
+time-capped rows handled as the verdict handles them; the within-draw agreement (draw-centred Spearman with a
+within-draw permutation p) separates ranking the generators from tracking the draw; the report section
+renders the table."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from scipy import stats
 
@@ -53,7 +56,9 @@ def test_monotone_figures_give_plus_and_minus_one_oriented():
     assert prec["n"] == 12 and prec["rho"] == pytest.approx(1.0) and prec["p"] < 1e-6
     assert rec["rho"] == pytest.approx(-1.0) and "runs against the gain" in rec["reading"]
     assert fd["better"] == "lower" and fd["rho_raw"] == pytest.approx(-1.0) and fd["rho"] == pytest.approx(1.0)
-    assert fd["ci_low"] == pytest.approx(1.0) and "predicts the gain here (n = 12; CI above 0)" in fd["reading"]
+    assert fd["ci_low"] == pytest.approx(1.0) and fd["rho_within"] == pytest.approx(1.0)
+    assert fd["reading"] == ("within a draw, FD ratio to floor picks the more useful generator (ρ = +1.00, "
+                             "p = 0.0015, 4 draws); pooled over draws ρ = +1.00, CI [+1.00, +1.00]")
     const = _fig(out, "copy_rate")
     assert const["rho"] is None and "same at every point" in const["note"]
     assert _fig(out, "coverage")["n"] == 0  # no coverage rows: no points, no exception
@@ -77,6 +82,16 @@ def test_too_few_points_give_none_and_a_note():
     f = _fig(out, "precision")
     assert f["n"] == 3 and f["rho"] is None and f["ci_low"] is None and f["p"] is None
     assert "too few points (n = 3; need 4)" in f["note"] and "too few points" in f["reading"]
+    assert f["rho_within"] is None and f["p_within"] is None and (f["n_within"], f["draws"]) == (3, 1)
+    assert f["note_within"] == "1 draw with 2 or more generators; need 2"
+    assert "no within-draw comparison" in f["reading"]
+
+
+def test_one_draw_with_enough_points_still_gives_no_within_draw_rho():
+    rows = _draws(lambda g, s: 0.01 * ORDER[g], {"precision": lambda g, s: ORDER[g]}, seeds=[0], gens="abcde")
+    f = _fig(metric_utility_agreement(rows), "precision")
+    assert f["rho"] == pytest.approx(1.0) and f["rho_within"] is None and f["draws"] == 1
+    assert f["reading"].startswith("precision predicts the gain here (n = 5; CI above 0); no within-draw comparison")
 
 
 def test_failed_generator_is_left_out_as_in_the_verdict():
@@ -97,7 +112,10 @@ def test_report_section_renders_the_table():
     out = metric_utility_agreement(_study(health={"c": 2}, cut=("a", 0)))
     html = template_env().get_template("agreement.html.j2").render(agreement=out)
     assert 'id="agreement-table"' in html and html.count("<tr data-figure=") == 7
-    assert "precision predicts the gain here (n = 8; CI above 0)." in html
+    assert ("within a draw, precision does not clearly pick the more useful generator (ρ = +1.00, p = 0.12, 4 draws); "
+            "pooled over draws ρ = +1.00, CI [+1.00, +1.00], as strong as within a draw, where few draws leave the "
+            "test weak.") in html  # 2 generators x 4 draws: 16 within-draw shuffles, 2 of them as extreme
+    assert "<th>ρ within</th><th>p within</th>" in html and "2000 permutations" in html
     assert "left out, as in the verdict (training failed): c" in html and "1 of 8 points" in html
     assert ">+1.00<" in html  # the oriented rho of fd_ratio / precision
     empty = template_env().get_template("agreement.html.j2").render(agreement=metric_utility_agreement([]))
@@ -107,3 +125,80 @@ def test_report_section_renders_the_table():
 def test_the_section_follows_the_fidelity_section_in_the_report():
     src = template_env().loader.get_source(template_env(), "report.html.j2")[0]
     assert src.index('id="fidelity"') < src.index('{% include "agreement.html.j2" %}') < src.index('id="timings"')
+
+
+STEP = {0: 0.0, 1: 0.1, 2: 0.2, 3: 0.3}  # a per-draw shift of every gain (an easier draw), far above the generator gaps
+ORDER = {"a": 0, "b": 1, "c": 2, "d": 3, "e": 4}
+
+
+def _draws(gain, figures, seeds=range(4), gens="abc"):
+    """Rows with a 0.8 best control at every draw, ``gain(g, s)`` over it and ``figures[name](g, s)`` fidelity rows."""
+    rows = []
+    for s in seeds:
+        rows += [_row("-", "real", s, "roc_auc", 0.7), _row("-", "real+classic", s, "roc_auc", 0.8)]
+        for g in gens:
+            rows.append(_row(g, "real+synthetic", s, "roc_auc", 0.8 + gain(g, s)))
+            rows += [_row(g, "fidelity", s, name, fn(g, s)) for name, fn in figures.items()]
+    return rows
+
+
+def _draw_gain(g, s):
+    return STEP.get(s, 0.1 * s) + 0.02 * ORDER[g]
+
+
+def test_a_figure_that_only_tracks_the_draw_agrees_pooled_but_not_within_a_draw():
+    # between draws the figure moves with the gain; within every draw it ranks the generators backwards
+    tracks_draw = {"precision": lambda g, s: 100 * STEP[s] - ORDER[g]}
+    f = _fig(metric_utility_agreement(_draws(_draw_gain, tracks_draw)), "precision")
+    assert f["rho"] > 0 and f["ci_low"] > 0  # pooled: "predicts the gain"
+    assert f["rho_within"] == pytest.approx(-1.0) and (f["n_within"], f["draws"]) == (12, 4)
+    assert f["p_within"] == pytest.approx(2 / 6**4)  # exact: 6^4 shuffles, all-ordered and all-reversed as extreme
+    assert f["reading"].startswith("within a draw, precision runs against the gain, picking the less useful generator")
+    assert f["reading"].endswith("partly the draws' difficulty")
+
+
+def test_a_figure_ordered_with_the_gain_inside_every_draw_gives_plus_one_within():
+    # within every draw ordered with the gain; between draws against it, so the pooled rho is negative
+    ordered = {"precision": lambda g, s: ORDER[g] - 100 * STEP.get(s, 0.1 * s),
+               "fd_ratio": lambda g, s: 100 * STEP.get(s, 0.1 * s) - ORDER[g]}  # lower is better: the same ranking
+    f = _fig(metric_utility_agreement(_draws(_draw_gain, ordered)), "precision")
+    assert f["rho"] < 0 and f["rho_within"] == pytest.approx(1.0) and f["p_within"] == pytest.approx(2 / 6**4)
+    assert "precision picks the more useful generator (ρ = +1.00, p = 0.0015, 4 draws)" in f["reading"]
+    fd = _fig(metric_utility_agreement(_draws(_draw_gain, ordered)), "fd_ratio")
+    assert fd["rho_within_raw"] == pytest.approx(-1.0) and fd["rho_within"] == pytest.approx(1.0)
+    assert fd["p_within"] == f["p_within"] and fd["rho"] == pytest.approx(f["rho"])
+    # 5 draws: 6^5 shuffles > PERMUTATIONS, so seeded random ones; (hits + 1) / (2000 + 1), the same every call
+    five = [_fig(metric_utility_agreement(_draws(_draw_gain, ordered, seeds=range(5))), "precision") for _ in range(2)]
+    assert five[0]["rho_within"] == pytest.approx(1.0) and five[0]["p_within"] < 0.005
+    assert five[0]["p_within"] == five[1]["p_within"] and five[0]["p_within"] * 2001 == pytest.approx(
+        round(five[0]["p_within"] * 2001))
+
+
+def test_within_draw_p_matches_scipy_pairings_per_draw_and_survives_a_missing_point():
+    noise = {(g, s): e for (g, s), e in zip([(g, s) for s in range(4) for g in "abc"],
+                                            [0.3, -0.2, 0.5, 0.1, -0.4, 0.2, 0.0, -0.1, 0.4, 0.3, 0.25, -0.05])}
+    noisy = {"precision": lambda g, s: ORDER[g] / 10 + noise[(g, s)] + STEP[s]}
+    rows = _draws(_draw_gain, noisy)
+    f = _fig(metric_utility_agreement(rows), "precision")
+    x = np.array([[ORDER[g] / 10 + noise[(g, s)] for g in "abc"] for s in range(4)])  # the per-draw shift cancels
+    y = np.array([[0.02 * ORDER[g] for g in "abc"] for _ in range(4)])
+    x, y = np.round(x - x.mean(axis=1, keepdims=True), 10), np.round(y - y.mean(axis=1, keepdims=True), 10).ravel()
+    # (rounded: draws 0 and 2 both hold a +0.4 residual, a true tie that float error must not break)
+
+    def stat(*draws):  # |Spearman| of the pooled residuals; scipy shuffles each draw on its own
+        return abs(stats.spearmanr(np.concatenate(draws), y).statistic)
+
+    ref = stats.permutation_test(tuple(x), stat, permutation_type="pairings", alternative="greater",
+                                 n_resamples=10**4, vectorized=False)  # >= 6^4: exact
+    assert f["rho_within_raw"] == pytest.approx(stats.spearmanr(x.ravel(), y).statistic)
+    assert -1 < f["rho_within"] < 1 and f["p_within"] == pytest.approx(ref.pvalue)
+    rows = [r for r in rows if not (r["generator"], r["seed"], r["metric"]) == ("c", 3, "precision")]
+    g = _fig(metric_utility_agreement(rows), "precision")  # draws of 3, 3, 3 and 2 generators: scipy's pairings can't
+    assert (g["n_within"], g["draws"]) == (11, 4) and g["rho_within"] is not None and 0 < g["p_within"] <= 1
+
+
+def test_a_figure_constant_within_each_draw_gives_no_within_draw_rho():
+    f = _fig(metric_utility_agreement(_draws(_draw_gain, {"precision": lambda g, s: STEP[s]})), "precision")
+    assert f["rho"] > 0 and f["rho_within"] is None and f["p_within"] is None
+    assert f["note_within"] == "the figure is the same for every generator within each draw"
+    assert "no within-draw comparison: the figure is the same" in f["reading"]
