@@ -1,6 +1,6 @@
 """Metric–utility agreement from tidy rows: Spearman between each fidelity figure and the gain over the
 verdict's best control, oriented so that positive = agrees; too few points, failed generators and
-time-capped rows handled as the verdict handles them; the within-draw agreement (draw-centred Spearman with a
+time-capped rows handled as the verdict handles them; the within-draw agreement (within-draw ranks, i.e. the mean per-draw Spearman, with a
 within-draw permutation p) separates ranking the generators from tracking the draw; the report section
 renders the table."""
 
@@ -182,15 +182,15 @@ def test_within_draw_p_matches_scipy_pairings_per_draw_and_survives_a_missing_po
     f = _fig(metric_utility_agreement(rows), "precision")
     x = np.array([[ORDER[g] / 10 + noise[(g, s)] for g in "abc"] for s in range(4)])  # the per-draw shift cancels
     y = np.array([[0.02 * ORDER[g] for g in "abc"] for _ in range(4)])
-    x, y = np.round(x - x.mean(axis=1, keepdims=True), 10), np.round(y - y.mean(axis=1, keepdims=True), 10).ravel()
-    # (rounded: draws 0 and 2 both hold a +0.4 residual, a true tie that float error must not break)
+    xr = np.array([stats.rankdata(row) - 2.0 for row in x])  # ranks inside each draw, centred (3 generators)
+    yr = np.array([stats.rankdata(row) - 2.0 for row in y]).ravel()
 
-    def stat(*draws):  # |Spearman| of the pooled residuals; scipy shuffles each draw on its own
-        return abs(stats.spearmanr(np.concatenate(draws), y).statistic)
+    def stat(*draws):  # |correlation| of the pooled within-draw ranks; scipy shuffles each draw on its own
+        return abs(np.corrcoef(np.concatenate(draws), yr)[0, 1])
 
-    ref = stats.permutation_test(tuple(x), stat, permutation_type="pairings", alternative="greater",
+    ref = stats.permutation_test(tuple(xr), stat, permutation_type="pairings", alternative="greater",
                                  n_resamples=10**4, vectorized=False)  # >= 6^4: exact
-    assert f["rho_within_raw"] == pytest.approx(stats.spearmanr(x.ravel(), y).statistic)
+    assert f["rho_within_raw"] == pytest.approx(np.corrcoef(xr.ravel(), yr)[0, 1])
     assert -1 < f["rho_within"] < 1 and f["p_within"] == pytest.approx(ref.pvalue)
     rows = [r for r in rows if not (r["generator"], r["seed"], r["metric"]) == ("c", 3, "precision")]
     g = _fig(metric_utility_agreement(rows), "precision")  # draws of 3, 3, 3 and 2 generators: scipy's pairings can't
