@@ -71,13 +71,15 @@ def loop_rate(make_run, k1: int, k2: int) -> dict:
     return {"s_per_step": dt / (k2 - k1), "gflop_per_step": df / (k2 - k1) / 1e9, "gflops": df / dt / 1e9}
 
 
-def data(size: int):
+# (dataset, px): the default study's data, then the skin set at 28 and 64 px for a like-for-like growth
+# (PneumoniaMNIST has no 64 px array file here; the skin set ships both sizes)
+DATASETS = (("pneumoniamnist", 28), ("ham10000", 28), ("ham10000", 64))
+
+
+def data(name: str, size: int):
     from synthmed.data import load_dataset, make_split
 
-    if size == 28:
-        d = load_dataset("pneumoniamnist", size=28)
-    else:  # PneumoniaMNIST ships 64 px only online; the skin set has a 64 px array file here
-        d = load_dataset("ham10000", size=64)
+    d = load_dataset(name, size=size)
     return make_split(d, shots=20, seed=0).apply(d)
 
 
@@ -121,31 +123,38 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="fewer steps (a smoke check of the script)")
     args = ap.parse_args()
-    k1, k2 = (2, 4) if args.quick else (5, 25)
+    k1, k2 = (2, 4) if args.quick else (5, 15)
     peak = {t: matmul_peak(t) for t in (1, 2)}
     torch.set_num_threads(args.threads)
     rows = []
-    for size in (28, 64):
-        sets = data(size)
+    for name_ds, size in DATASETS:
+        sets = data(name_ds, size)
         loops = {f"classifier resnet18 b{b}": classifier_run(sets, b) for b in (32, 128)}
         loops.update({f"generator {f}": generator_run(f, sets["train"]) for f in GENERATOR_FAMILIES})
         loops["ddpm sampling (64 images, per DDIM step)"] = sampling_run(sets)
         for name, run in loops.items():
             r = loop_rate(run, k1, k2)
             load = os.getloadavg()[0]
-            rows.append((size, name, r, load))
-            print(f"{size}px {name}: {_num(r['gflops'])} GFLOP/s ({r['s_per_step'] * 1e3:.0f} ms/step), "
+            rows.append((f"{name_ds} {size}", name, r, load))
+            print(f"{name_ds} {size}px {name}: {_num(r['gflops'])} GFLOP/s ({r['s_per_step'] * 1e3:.0f} ms/step), "
                   f"load {load:.2f}", flush=True)
     share = peak[args.threads]
     lines = [header(f"python bench/bench_peak.py --threads {args.threads}{' --quick' if args.quick else ''}"),
              f"- fp32 matmul peak (2048², median of 10): {peak[1]:.0f} GFLOP/s at 1 thread, {peak[2]:.0f} at 2 threads",
              f"- loops ran at {args.threads} thread(s); share = achieved / peak at that thread count",
              f"- steps {k1}→{k2}, difference only (set-up cancels); FLOPs counted by FlopCounterMode", "",
-             "| px | loop | GFLOP/step | ms/step | GFLOP/s | share of peak | 1-min load |", "|---|---|---|---|---|---|---|"]
+             "| data, px | loop | GFLOP/step | ms/step | GFLOP/s | share of peak | 1-min load |", "|---|---|---|---|---|---|---|"]
     for size, name, r, load in rows:
         pct = "n/a (not countable)" if r["gflops"] is None else f"{r['gflops'] / share:.1%}"
         lines.append(f"| {size} | {name} | {_num(r['gflop_per_step'], 3)} | {r['s_per_step'] * 1e3:.0f} "
                      f"| {_num(r['gflops'])} | {pct} | {load:.2f} |")
+    per_step = {(d, n): r["s_per_step"] for d, n, r, _ in rows}
+    lines += ["", "Growth 28 → 64 px (skin set, same loop, same step count; a stage's cost is its step budget × this):", "",
+              "| loop | s/step 28 px | s/step 64 px | × |", "|---|---|---|---|"]
+    for name in dict.fromkeys(n for _, n, _, _ in rows):
+        a, b = per_step.get(("ham10000 28", name)), per_step.get(("ham10000 64", name))
+        if a and b:
+            lines.append(f"| {name} | {a:.3f} | {b:.3f} | {b / a:.1f}× |")
     replace_section("bench_peak", "## Machine limit: matmul peak and each loop's share (bench/bench_peak.py)\n\n"
                     + "\n".join(lines))
 

