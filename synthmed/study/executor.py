@@ -26,9 +26,9 @@ class Executor(Protocol):
 
 
 def default_workers(device: str = "auto") -> int:
-    """Stages side by side by default: 2 one-thread workers on a CPU with 2+ cores (on a machine of this kind, two
-    one-thread processes gave 1.4x the throughput of one two-thread process on the study's small 28 px models;
-    not yet re-measured per stage kind in bench/RESULTS.md); 1 on a GPU."""
+    """Stages side by side by default: 2 one-thread workers on a CPU with 2+ cores (measured alone on a 2-core CPU,
+    two one-thread stages did 1.13-1.46x the work per second of one two-thread stage for every stage kind of the
+    default study: bench/RESULTS.md ``threads-workers``); 1 on a GPU."""
     import os
 
     import torch
