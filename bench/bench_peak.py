@@ -129,7 +129,8 @@ def main() -> None:
     rows = []
     for name_ds, size in DATASETS:
         sets = data(name_ds, size)
-        loops = {f"classifier resnet18 b{b}": classifier_run(sets, b) for b in (32, 128)}
+        n = len(sets["train"])  # the classifier's batch is min(batch_size, images): 40 on the 20-shot 2-class split
+        loops = {f"classifier resnet18 b{min(b, n)}": classifier_run(sets, b) for b in (32, 128)}
         loops.update({f"generator {f}": generator_run(f, sets["train"]) for f in GENERATOR_FAMILIES})
         loops["ddpm sampling (64 images, per DDIM step)"] = sampling_run(sets)
         for name, run in loops.items():
