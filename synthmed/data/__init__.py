@@ -2,7 +2,8 @@
 
 Public API::
 
-    load_dataset(name, *, size=28, data_dir=None, download=True, classes=None, path=None) -> LabeledImages
+    load_dataset(name, *, size=28, data_dir=None, download=True, classes=None, path=None, channels=None) -> LabeledImages
+    load_study_dataset(study_config['dataset'], data_dir=None) -> LabeledImages
     list_datasets(data_dir=None) -> list[DatasetInfo]
     describe_dataset(data) -> dict
     save_examples_grid(data, path, *, per_class=8, seed=0) -> Path
@@ -15,6 +16,7 @@ from synthmed.data.registry import (
     describe_dataset,
     list_datasets,
     load_dataset,
+    load_study_dataset,
     resolve_data_dir,
     save_examples_grid,
 )
@@ -23,5 +25,5 @@ from synthmed.data.types import LabeledImages
 
 __all__ = [
     "DatasetInfo", "HeldoutDesign", "LabeledImages", "SplitManifest", "dataset_names", "describe_dataset",
-    "list_datasets", "load_dataset", "make_heldout_design", "make_split", "resolve_data_dir", "save_examples_grid",
+    "list_datasets", "load_dataset", "load_study_dataset", "make_heldout_design", "make_split", "resolve_data_dir", "save_examples_grid",
 ]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from synthmed.data.files import display_path, read_npz
-from synthmed.data.registry import load_dataset
+from synthmed.data.registry import load_study_dataset
 from synthmed.data.types import LabeledImages
 from synthmed.errors import DataFormatError, DataNotFoundError
 
@@ -59,9 +59,7 @@ def check_inputs(dataset: Mapping, samples: Sequence[str | Path] = (), *, data_d
     """Load the study's dataset (``dataset``: name, size, path, classes, download as in the study
     config) and check each samples file against it; return the dataset. Raises one-line
     ``SynthmedError``s only."""
-    data = load_dataset(dataset["name"], size=dataset.get("size", 28), data_dir=data_dir,
-                        download=dataset.get("download", True), classes=dataset.get("classes"),
-                        path=dataset.get("path"))
+    data = load_study_dataset(dataset, data_dir)
     for s in samples:
         check_samples(s, data)
     return data

@@ -11,8 +11,9 @@ package has already fetched are reused and synthmed's downloads land where medmn
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 from synthmed.data.classes import ALL_AS_ONE, collapse_to_one_class, select_classes
 from synthmed.data.types import LabeledImages
 from synthmed.errors import ConfigError, unknown_name
-from synthmed.imaging import class_rows_grid, save_png
+from synthmed.imaging import class_rows_grid, save_png, to_channels
 
 DATA_DIR_ENV = "SYNTHMED_DATA_DIR"
 
@@ -150,7 +151,9 @@ def load_dataset(
             collapse every image into one class (the unconditional case; multi-label sources
             collapse their default subset).
         path: the folder of a folder-based source (HAM10000 original layout, NIH, class folders).
-        channels: folder sources only: 1 (grey) or 3 (RGB); default RGB if any image is colour.
+        channels: 1 (grey) or 3 (RGB). Folder sources read their files so; every other source is
+            converted after loading (RGB → grey by ITU-R 601 luminance, grey → RGB by repetition).
+            ``None`` keeps the source's own channels (folder sources: RGB if any image is colour).
         on_bad_image: ``"error"`` (default) stops at the first unreadable or missing image file,
             naming it; ``"skip"`` leaves it out with a warning giving the count.
 
@@ -182,11 +185,29 @@ def load_dataset(
         classes=wanted if spec.multilabel else None,
         **{k: v for k, v in options.items() if k in spec.options},
     )
+    if channels is not None and "channels" not in spec.options and data.channels != channels:
+        data = with_channels(data, channels)
     if wanted is not None and not spec.multilabel:
         data = select_classes(data, wanted)
     if classes == ALL_AS_ONE:
         data = collapse_to_one_class(data)
     return data
+
+
+def with_channels(data: LabeledImages, channels: int) -> LabeledImages:
+    """The same images converted to ``channels`` (1 grey, 3 RGB); everything else kept."""
+    return dataclasses.replace(data, images=to_channels(data.images, channels),
+                               name=f"{data.name}_{'grey' if channels == 1 else 'rgb'}",
+                               meta={**data.meta, "converted_to_channels": channels})
+
+
+def load_study_dataset(ds: Mapping, data_dir: str | os.PathLike | None = None, download: bool | None = None) -> LabeledImages:
+    """Load the dataset a study config names (``ds``: its ``dataset`` section as a dict: name, size, path,
+    classes, channels, download). Every stage and command that reloads a study's data goes through here,
+    so they all see the same images. ``download`` overrides the config's (the web app never downloads)."""
+    return load_dataset(ds["name"], size=ds.get("size", 28), data_dir=data_dir,
+                        download=ds.get("download", True) if download is None else download,
+                        classes=ds.get("classes"), path=ds.get("path"), channels=ds.get("channels"))
 
 
 # ----------------------------------------------------------------------------- describing

@@ -95,12 +95,11 @@ def load_split_sets(split_folder: str | Path, data_dir: str | Path | None = None
 
     When the split stage recorded a held-out design (``heldout.json``), the sets also hold ``heldout`` (H),
     ``reference`` (R) and ``extractor`` (E); see ``synthmed.data.make_heldout_design``."""
-    from synthmed.data import HeldoutDesign, SplitManifest, load_dataset
+    from synthmed.data import HeldoutDesign, SplitManifest, load_study_dataset
 
     record = read_stage_record(split_folder)
     ds = record["config"]["dataset"]
-    data = load_dataset(ds["name"], size=ds["size"], data_dir=data_dir, download=ds["download"],
-                        classes=ds["classes"], path=ds["path"])
+    data = load_study_dataset(ds, data_dir)
     manifest = SplitManifest.from_json(Path(split_folder) / SPLIT_FILE)
     sets = manifest.apply(data)
     design_file = Path(split_folder) / HELDOUT_FILE

@@ -55,7 +55,7 @@ class DomainReference:
 
 def split_images(run_dir: Path, manifest: dict, seed: Any, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
     """The run's real training and validation images for ``seed`` (the split stage of that seed)."""
-    from synthmed.data import load_dataset
+    from synthmed.data import load_study_dataset
     from synthmed.data.splits import SplitManifest
     from synthmed.serve.security import resolve_inside
 
@@ -63,8 +63,7 @@ def split_images(run_dir: Path, manifest: dict, seed: Any, data_dir: str | None)
     stage = next((s for s in splits if s.get("labels", {}).get("seed") == seed), splits[0])
     split = SplitManifest.from_json(resolve_inside(run_dir, f"{stage['folder']}/split.json"))
     ds = manifest["config"]["dataset"]
-    data = load_dataset(ds["name"], size=ds["size"], data_dir=data_dir, download=False, classes=ds.get("classes"),
-                        path=ds.get("path"))
+    data = load_study_dataset(ds, data_dir, download=False)
     parts = split.apply(data)
     return parts["train"].images, parts["val"].images
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_serializer
 
 from synthmed.conditions import default_conditions, get_condition
 from synthmed.config import StageConfig, validate
@@ -23,6 +23,16 @@ class StudyDataset(StageConfig):
     path: str | None = None  # folder for layouts read from disk (class folders, HAM10000, NIH)
     classes: str | list[str] | None = None  # class subset, or "all-as-one" for the unconditional case
     download: bool = True  # fetch a missing MedMNIST file (MD5-checked) unless $SYNTHMED_OFFLINE=1 / run --offline
+    channels: Literal[1, 3] | None = None  # 1: grey, 3: RGB, converted from any source; None: the source's own
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_channels(self, handler):
+        # ``channels`` came after many runs were cached: left unset it stays out of the dump, so the
+        # stage keys (hashes of these dumps) of every existing config, and their cached stages, do not change.
+        out = handler(self)
+        if out.get("channels") is None:
+            out.pop("channels", None)
+        return out
 
 
 class SplitSpec(StageConfig):

@@ -79,3 +79,16 @@ def test_skin_profile_split_on_the_real_file(ham28):
     assert set(m.counts["train"].values()) == {20}
     assert min(m.counts["test"].values()) >= 10 and m.counts["test"]["vasc"] == 14
     assert not set(ham28.groups[m.indices["train_pool"]]) & set(ham28.groups[m.indices["test"]])
+
+
+def test_ham10000_as_grey_is_the_luminance_of_the_same_images(ham28, data_dir):
+    from synthmed.data import load_study_dataset
+
+    grey = load_study_dataset({"name": "ham10000", "size": 28, "classes": ["nv", "mel"], "channels": 1}, data_dir)
+    assert grey.channels == 1 and grey.class_names == ("nv", "mel") and grey.name == "ham10000_28_grey"
+    keep = np.isin(ham28.labels, [ham28.class_names.index("nv"), ham28.class_names.index("mel")])
+    rgb = ham28.images[keep].astype(np.float64)
+    expected = np.rint(rgb @ [0.299, 0.587, 0.114])
+    assert np.abs(grey.images[..., 0].astype(np.float64) - expected).max() <= 1  # float32 rounding at .5
+    assert (grey.groups == ham28.groups[keep]).all()  # lesion groups kept: the split stays leakage-free
+    assert grey.checksum != load_study_dataset({"name": "ham10000", "size": 28, "classes": ["nv", "mel"]}, data_dir).checksum

@@ -147,3 +147,14 @@ def test_cli_profile_help_names_every_profile():
 
 def test_smoke_profile_is_one_draw():
     assert load_study_config(profile="smoke").seeds == [0]
+
+
+def test_dataset_channels_is_validated_and_leaves_existing_keys_alone():
+    base = _keys(load_study_config(profile="smoke"))
+    grey = load_study_config({"dataset": {"channels": 1}}, profile="smoke")
+    assert grey.dataset.channels == 1
+    assert _keys(grey)["split seed 0"] != base["split seed 0"]
+    # unset, the new field is not in the stage configs, so caches made before it existed stay valid
+    assert "channels" not in load_study_config(profile="smoke").dataset.model_dump()
+    with pytest.raises(ConfigError, match="channels"):
+        load_study_config({"dataset": {"channels": 2}}, profile="smoke")

@@ -53,12 +53,11 @@ def heldout_design_into(folder: Path, manifest, data: LabeledImages, *, n_heldou
 
 
 def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
-    from synthmed.data import load_dataset
+    from synthmed.data import load_study_dataset
 
     cfg = stage_config(Config, stage)
     ds, sp = cfg.dataset, cfg.split
-    data = load_dataset(ds.name, size=ds.size, data_dir=ctx.data_dir, download=ds.download, classes=ds.classes,
-                        path=ds.path)
+    data = load_study_dataset(ds.model_dump(), ctx.data_dir)
     manifest, record = make_split_into(folder, data, shots=sp.shots, seed=cfg.seed,
                                        protocol=sp.protocol if sp.protocol != "auto" else None,
                                        val_fraction=sp.val_fraction, test_fraction=sp.test_fraction, dedup=sp.dedup)
