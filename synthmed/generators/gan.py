@@ -48,6 +48,7 @@ class GANConfig(GeneratorConfig):
     n_critic: int | None = Field(None, ge=1)  # None = the loss's value (1; 5 for the WGANs)
     d_norm: Literal["auto", "batch", "spectral", "layer", "instance", "none"] = "auto"  # auto = loss default
     conditioning: Literal["concat", "projection"] = "concat"  # how D sees the label (projection: Miyato 2018)
+    embed_std: float = Field(0.02, gt=0)  # init std of the label embeddings in G and D (z is N(0, 1))
     diffaugment: str = DEFAULT_POLICY  # Zhao et al. 2020; on by default because training sets are few-shot
     ema_decay: float = Field(0.995, gt=0, lt=1)  # horizon ~200 steps (runs are 500-2000); ramped up from 0
     aux_weight: float = Field(1.0, ge=0)  # ACGAN class-loss weight (Odena et al. 2017 use 1)
@@ -136,7 +137,7 @@ class ConditionalGAN(TorchGeneratorMixin, ConditionalGenerator):
                 d = DCGANDiscriminator(0 if self.aux_classifier else k, size, channels, cfg.base_channels,
                                        norm=self.norm_, conditioning=cfg.conditioning,
                                        aux_classes=k if self.aux_classifier else 0)
-            dcgan_init_(g, init), dcgan_init_(d, init)
+            dcgan_init_(g, init, cfg.embed_std), dcgan_init_(d, init, cfg.embed_std)
             g, d = g.to(self.device_), d.to(self.device_)
             sampler = BatchSampler(len(members), cfg.batch_size, seed=cfg.seed * 1009 + i)
             ema = make_ema(g, cfg.ema_decay, warmup=True)

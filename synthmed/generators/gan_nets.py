@@ -38,10 +38,15 @@ def _layout(image_size: int) -> tuple[int, int]:
     return start, int(round(math.log2(image_size // start)))
 
 
-def dcgan_init_(module: nn.Module, generator: torch.Generator | None = None) -> None:
-    """DCGAN init (Radford et al. 2016 sec. 4): conv/linear/embedding N(0, 0.02), norm gains N(1, 0.02)."""
+def dcgan_init_(module: nn.Module, generator: torch.Generator | None = None, embed_std: float = 0.02) -> None:
+    """DCGAN init (Radford et al. 2016 sec. 4): conv/linear N(0, 0.02), norm gains N(1, 0.02); label
+    embeddings N(0, ``embed_std``) (DCGAN has no labels: its 0.02 applied to them makes the label 50×
+    quieter than z ~ N(0, 1) at step 0; ``GANConfig.embed_std`` says what the families use)."""
     for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+        if isinstance(m, nn.Embedding):
+            w = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+            nn.init.normal_(w, 0.0, embed_std, generator=generator)
+        elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             # spectral_norm keeps the raw weight under parametrizations.weight.original
             w = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
             nn.init.normal_(w, 0.0, 0.02, generator=generator)

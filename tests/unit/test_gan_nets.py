@@ -74,3 +74,14 @@ def test_wgan_gp_critic_has_no_batchnorm_and_refuses_it():
     assert any(isinstance(m, nn.GroupNorm) for m in gan.units_[0].d.modules())  # layer norm
     with pytest.raises(ConfigError, match="d_norm='batch' is not valid"):
         make_generator("wgan-gp", d_norm="batch", max_steps=1).fit(images, labels)
+
+
+def test_label_embeddings_take_their_own_init_std():
+    g = DCGANGenerator(nz=32, num_classes=7, image_size=28, channels=3, base_channels=8)
+    d = DCGANDiscriminator(7, 28, 3, 8, norm="spectral", conditioning="projection")
+    for net in (g, d):
+        dcgan_init_(net, torch.Generator().manual_seed(0), embed_std=1.0)
+    assert g.embed.weight.std().item() == pytest.approx(1.0, rel=0.1)
+    assert d.project.parametrizations.weight.original.std().item() == pytest.approx(1.0, rel=0.1)
+    w = torch.cat([m.weight.flatten() for m in g.modules() if isinstance(m, nn.ConvTranspose2d)])
+    assert w.std().item() == pytest.approx(0.02, rel=0.05)  # the convs keep DCGAN's init
