@@ -1,4 +1,4 @@
-"""Health rules on hand-made instrument results (the real-data calibration is in tests/integration/test_health_real.py)."""
+"""Health rules on hand-made instrument results (the real-data calibration is in tests/unit/test_health_real.py)."""
 
 from synthmed.metrics.health import STATUS_FAILED, STATUS_OK, STATUS_WARNING, HealthRules, assess_health
 
@@ -29,9 +29,20 @@ def test_far_from_real_is_failed_with_the_ratio_and_advice_when_a_bound_is_set()
     assert h["unchecked"] == ["faithfulness", "training"]
 
 
-def test_no_coverage_and_no_recall_is_failed_but_one_alone_is_not():
-    assert assess_health(_fid(recall=0.0, coverage=0.01))["status"] == STATUS_FAILED
-    assert assess_health(_fid(recall=0.0, coverage=0.3))["status"] == STATUS_OK
+def test_no_coverage_and_no_recall_is_failed_but_low_coverage_alone_is_not():
+    h = assess_health(_fid(recall=0.0, coverage=0.01))
+    assert h["status"] == STATUS_FAILED and [c["rule"] for c in h["checks"]] == ["covers nothing real"]
+    assert assess_health(_fid(recall=0.6, coverage=0.01))["status"] == STATUS_OK
+
+
+def test_near_zero_recall_alone_is_collapse():
+    # the measured case: one image per class for every z, recall 0.01, coverage 0.50
+    h = assess_health(_fid(recall=0.01, coverage=0.50), {"verdict": "partly faithful"}, family="cgan")
+    assert h["status"] == STATUS_FAILED and [c["rule"] for c in h["checks"]] == ["collapsed"]
+    assert "repeat a few images" in h["reason"] and "mode collapse" in h["advice"]
+    assert "recall < 0.05 (collapsed)" in h["rule_text"]
+    assert assess_health(_fid(recall=0.37, coverage=0.68))["status"] == STATUS_OK  # the lowest working default
+    assert assess_health(_fid(recall=0.01, coverage=0.5), rules=HealthRules(collapse_recall=None))["status"] == STATUS_OK
 
 
 def test_label_blind_is_failed():

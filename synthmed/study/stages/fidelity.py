@@ -39,6 +39,9 @@ class Config(StageConfig):
     n_boot: int = Field(500, ge=100)  # bootstrap resamples for the faithfulness intervals
     alpha: float = Field(0.01, gt=0, lt=1)  # copy detector's null flag rate (raised, with a note, when H is tiny)
     seed: int = 0
+    # health rule 3 (metrics.health): part of the key, so fidelity stages cached before the rule existed are
+    # judged again (their instruments are recomputed: seconds) instead of keeping a verdict the rule would change
+    collapse_recall: float | None = Field(0.05, ge=0, le=1)
 
 
 def scalars_from(report: dict, health: dict) -> dict[str, float]:
@@ -81,7 +84,7 @@ def _flat_view(report: dict) -> dict[str, dict[str, float]]:
 
 
 def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
-    from synthmed.metrics.health import assess_health
+    from synthmed.metrics.health import HealthRules, assess_health
     from synthmed.metrics.instruments import instrument_report
     from synthmed.runs import read_stage_record
 
@@ -99,7 +102,8 @@ def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict
         per_class=cfg.per_class, seed=cfg.seed, extractor=extractor, prepared=prepared)
     training = read_stage_record(inputs["generator"])["summary"] if "generator" in inputs else None
     family = stage.labels.get("generator")
-    health = assess_health(report["fidelity"], report["faithfulness"], training, family=family)
+    health = assess_health(report["fidelity"], report["faithfulness"], training, family=family,
+                           rules=HealthRules(collapse_recall=cfg.collapse_recall))
     _closest_pairs(folder, synthetic.images, train.images)
     wall = time.perf_counter() - t0
     out = {"extractor": extractor.describe(), "design": {"reference": "R", "floor": "H vs R", "judge": "trained on E"},
