@@ -85,3 +85,17 @@ def test_label_embeddings_take_their_own_init_std():
     assert d.project.parametrizations.weight.original.std().item() == pytest.approx(1.0, rel=0.1)
     w = torch.cat([m.weight.flatten() for m in g.modules() if isinstance(m, nn.ConvTranspose2d)])
     assert w.std().item() == pytest.approx(0.02, rel=0.05)  # the convs keep DCGAN's init
+
+
+@pytest.mark.parametrize("family, conditioning, std", [("cgan", "projection", 0.2), ("lsgan", "concat", 0.02)])
+def test_label_path_defaults_resolve_per_family_and_yield_to_the_config(family, conditioning, std):
+    from synthmed.generators import get_generator_class
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (8, 28, 28, 1), dtype=np.uint8), np.repeat([0, 1], 4)
+    tiny = get_generator_class(family).tiny_config()
+    gen = make_generator(family, tiny).fit(images, labels)
+    assert (gen.conditioning_, gen.embed_std_) == (conditioning, std)
+    assert (gen.units_[0].d.project is not None) == (conditioning == "projection")
+    other = make_generator(family, {**tiny, "conditioning": "concat", "embed_std": 0.5}).fit(images, labels)
+    assert (other.conditioning_, other.embed_std_) == ("concat", 0.5) and other.units_[0].d.concat is not None
