@@ -50,6 +50,16 @@ def file_identity(path: str) -> str:
                             "holding samples.npz (synthmed sample) or generator.pt (synthmed train)")
 
 
+def study_channels(cfg: StudyConfig) -> int:
+    """The channels of the study's images, known before any data is loaded: the dataset's ``channels`` option,
+    else what the registry states for the source (0 when it depends on the files, e.g. a folder)."""
+    from synthmed.data import list_datasets
+
+    if cfg.dataset.channels is not None:
+        return cfg.dataset.channels
+    return next((i.channels for i in list_datasets() if i.name == cfg.dataset.name), 0)
+
+
 def _stage(kind: str, name: str, config, inputs: dict[str, Stage] | None = None, **labels: Any) -> Stage:
     return Stage(kind, name, config.model_dump(mode="json"), inputs or {}, labels=labels)
 
@@ -121,7 +131,8 @@ def fidelity_stage(s: _Seed, label: str, samples_: Stage, gen: Stage | None = No
 
 
 def generator_stage(s: _Seed, g: GeneratorSpec) -> Stage:
-    conf = generator.Config(family=g.family, config=resolve_generator_config(g.family, g.config, seed=s.seed,
+    overrides = g.config_for(study_channels(s.cfg)) if g.config_rgb else g.config
+    conf = generator.Config(family=g.family, config=resolve_generator_config(g.family, overrides, seed=s.seed,
                                                                              device=s.cfg.device))
     return _stage("generator", f"generator {g.display} seed {s.seed}", conf, {"split": s.split},
                   generator=g.display, seed=s.seed)

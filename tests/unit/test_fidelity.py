@@ -89,7 +89,7 @@ def test_fidelity_per_class_scores_each_class_and_skips_tiny_ones():
     out = F.fidelity_per_class(real, real_y, fake, fake_y, class_names=("a", "b", "c"), kid_subsets=5)
     assert out["a"][F.KEY_FID] < 1.0  # same distribution
     assert out["b"][F.KEY_FID] == pytest.approx(6.0, rel=0.3)  # mean shift of 1 in 6 dims ⇒ |μ|² = 6
-    assert "needs ≥ 4" in out["c"][F.KEY_SKIPPED] and out["c"][F.KEY_N_FAKE] == 2
+    assert "needs ≥ 5" in out["c"][F.KEY_SKIPPED] and out["c"][F.KEY_N_FAKE] == 2
 
 
 def test_real_floor_uses_disjoint_subsets_and_sits_below_a_shifted_fake():
@@ -232,3 +232,15 @@ def test_matched_floor_computed_apart_gives_the_same_matched_fidelity():
     other = F.matched_floor(real, held, 60, n_subsets=12, seed=4)
     assert not other.fits(100, 120, 100, 12, 5, 4)
     assert F.matched_fidelity(real, held, fake, n_subsets=12, seed=4, floor=other) == a
+
+
+def test_per_class_floor_skips_a_class_whose_half_samples_are_too_small_for_knn():
+    # found on the grey skin stand-in: 12 held-out melanomas, half-samples of 6 = k + 1 crashed prdc's radii
+    rng = np.random.default_rng(0)
+    feats, labels = rng.normal(size=(92, 8)), np.r_[np.zeros(80, int), np.ones(12, int)]
+    floors = F.matched_floor_per_class(feats, labels, feats[::-1].copy(), labels[::-1].copy(), [80, 12],
+                                       class_names=("nv", "mel"), n_subsets=10)
+    assert list(floors) == ["nv"]
+    with pytest.raises(ConfigError, match="needs ≥ 14 images"):
+        F.matched_floor(feats[:13], feats[:13], 13, n_subsets=10)
+    F.matched_floor(feats[:14], feats[14:28], 14, n_subsets=10)  # 7 per half: enough for k = 5

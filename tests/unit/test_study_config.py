@@ -158,3 +158,19 @@ def test_dataset_channels_is_validated_and_leaves_existing_keys_alone():
     assert "channels" not in load_study_config(profile="smoke").dataset.model_dump()
     with pytest.raises(ConfigError, match="channels"):
         load_study_config({"dataset": {"channels": 2}}, profile="smoke")
+
+
+def test_rgb_overrides_apply_only_to_rgb_data():
+    from synthmed.study.expand import study_channels
+
+    spec = {"family": "cvae", "config": {"tiny": True, "max_steps": 3}, "config_rgb": {"max_steps": 5}}
+
+    def steps(dataset):
+        cfg = load_study_config({"dataset": dataset, "generators": [spec]}, profile="smoke")
+        gens = [s for s in expand_study(cfg) if s.kind == "generator"]
+        return study_channels(cfg), {s.config["config"]["max_steps"] for s in gens}
+
+    assert steps({"name": "pneumoniamnist"}) == (1, {3})
+    assert steps({"name": "ham10000"}) == (3, {5})
+    assert steps({"name": "ham10000", "channels": 1}) == (1, {3})  # the grey stand-in
+    assert steps({"name": "folder", "path": "x"}) == (0, {5})  # unknown until the files are read: the RGB budget
