@@ -166,7 +166,10 @@ DEFAULT_STUDY: dict[str, Any] = {
     "generators": [
         {"family": "cgan", "config": {"max_steps": 1000}},
         {"family": "cvae"},
-        {"family": "ddpm", "config": {"max_steps": 750}, "sample": {"steps": 25}},
+        # 750 steps on grey images; 2000 on RGB (the family default): on the 7-class skin set 750 steps drew grey
+        # noise textures (recall 0.01, label-blind), 2000 recognisable lesions (recall 0.17, health ok), while on a
+        # grey stand-in built from the same images 750 steps were healthy (recall 0.70); bench/RESULTS.md, health
+        {"family": "ddpm", "config": {"max_steps": 750}, "config_rgb": {"max_steps": 2000}, "sample": {"steps": 25}},
     ],
     # The user's question is whether synthetic images help the few real ones: real+synthetic against every
     # control. `synthetic` alone (can they replace the real images?) costs a classifier run per generator and
