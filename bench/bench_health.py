@@ -7,6 +7,7 @@ and the path of the sample grid to look at. Nothing is recomputed here.
 
     python bench/bench_health.py RUN [RUN ...]                  # markdown to stdout
     python bench/bench_health.py RUN ... --json rows.json        # and the rows as JSON
+    python bench/bench_health.py RUN --config study.yaml         # the stages of another config run in RUN
 """
 
 from __future__ import annotations
@@ -27,16 +28,30 @@ def _metric(fid: dict, name: str) -> tuple[float | None, float | None]:
     return m.get("synthetic"), m.get("floor")
 
 
-def rows_of(run: Path) -> list[dict]:
-    """One dict per fidelity stage of ``run`` (a study folder)."""
+def current_fidelity_folders(config: Path) -> set[str]:
+    """The fidelity stage folders that ``config`` expands to today (a run folder also keeps stages of earlier
+    configs and of earlier health rules: only these are read)."""
+    from synthmed.study import load_study_config
+    from synthmed.study.expand import expand_study
+    from synthmed.study.graph import topological_order
+
+    cfg = load_study_config(yaml.safe_load(config.read_text()))
+    return {s.folder_name for s in topological_order(expand_study(cfg)) if s.kind == "fidelity"}
+
+
+def rows_of(run: Path, config: Path | None = None, every: bool = False) -> list[dict]:
+    """One dict per fidelity stage of ``run`` (a study folder) that ``config`` (default: the run's
+    config.yaml) expands to; ``every``: each fidelity stage in the folder, whatever rules judged it."""
     stages = run / "stages"
+    wanted = None if every else current_fidelity_folders(config or run / "config.yaml")
     records = {p.name: _stage(p) for p in stages.iterdir() if (p / "stage.json").is_file()}
-    ds = yaml.safe_load((run / "config.yaml").read_text())["dataset"]
+    ds = yaml.safe_load((config or run / "config.yaml").read_text()).get("dataset") or {"name": "pneumoniamnist", "size": 28}
+    ds.setdefault("size", 28)
     dataset = f"{ds['name']}_{ds['size']}" + ("_grey" if ds.get("channels") == 1 else "") + (
         f" ({', '.join(ds['classes'])})" if isinstance(ds.get("classes"), list) else "")
     out = []
     for name, rec in sorted(records.items()):
-        if rec["kind"] != "fidelity":
+        if rec["kind"] != "fidelity" or (wanted is not None and name not in wanted):
             continue
         fid = json.loads((stages / name / "fidelity.json").read_text())
         samples_name = rec["inputs"]["samples"]
@@ -85,8 +100,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--config", type=Path, help="read the stages this study config expands to (default: each "
+                    "run's config.yaml)")
+    ap.add_argument("--every", action="store_true", help="every fidelity stage in the folder (also those of "
+                    "earlier configs or health rules)")
     args = ap.parse_args(argv)
-    rows = [r for run in args.runs for r in rows_of(run)]
+    rows = [r for run in args.runs for r in rows_of(run, args.config, args.every)]
     print(markdown(rows))
     failed = [r for r in rows if r["health"] != "ok"]
     for r in failed:
