@@ -152,8 +152,8 @@ class StudyConfig(StageConfig):
 # (seeds 0-4: each seed draws its own split, so the confidence intervals cover the draw, the largest variance),
 # three families — a conditional GAN, the conditional VAE and DDPM — every default condition, ResNet-18, the calibrated
 # instruments. Budgets are step counts (no minute cap: the same seed gives the same numbers on any machine):
-# cgan 2000 G steps, cvae 1500, ddpm 1000 (half its family default: 2000 steps cost ~17 min per draw at one
-# thread here, which five draws cannot afford; bench/RESULTS.md `study-default`). wgan-gp and the other
+# cgan 1000 G steps, cvae 1500 (its family default), ddpm 750 on grey images and 2000 (its family default) on RGB,
+# each chosen below on measured curves (bench/RESULTS.md `steps-cgan`, `steps-ddpm`, `health`). wgan-gp and the other
 # families are in the ``full`` profile; ``quick`` is one draw for a first look (its report says it cannot answer).
 # A user-set cap that stops a stage marks its result rows ``cut_by_time`` and the report says they are not
 # reproducible.
