@@ -28,27 +28,25 @@ def _metric(fid: dict, name: str) -> tuple[float | None, float | None]:
     return m.get("synthetic"), m.get("floor")
 
 
-def current_fidelity_folders(config: Path) -> set[str]:
-    """The fidelity stage folders that ``config`` expands to today (a run folder also keeps stages of earlier
-    configs and of earlier health rules: only these are read)."""
-    from synthmed.study import load_study_config
-    from synthmed.study.expand import expand_study
-    from synthmed.study.graph import topological_order
-
-    cfg = load_study_config(yaml.safe_load(config.read_text()))
-    return {s.folder_name for s in topological_order(expand_study(cfg)) if s.kind == "fidelity"}
+def _dataset_label(cfg) -> str:
+    ds = cfg.dataset
+    return f"{ds.name}_{ds.size}" + ("_grey" if ds.channels == 1 else "") + (
+        f" ({', '.join(ds.classes)})" if isinstance(ds.classes, list) else "")
 
 
 def rows_of(run: Path, config: Path | None = None, every: bool = False) -> list[dict]:
     """One dict per fidelity stage of ``run`` (a study folder) that ``config`` (default: the run's
-    config.yaml) expands to; ``every``: each fidelity stage in the folder, whatever rules judged it."""
+    config.yaml) expands to today (a run folder also keeps stages of earlier configs and earlier health
+    rules); ``every``: each fidelity stage in the folder, whatever rules judged it."""
+    from synthmed.study import load_study_config
+    from synthmed.study.expand import expand_study
+    from synthmed.study.graph import topological_order
+
+    cfg = load_study_config(yaml.safe_load((config or run / "config.yaml").read_text()))
+    wanted = None if every else {s.folder_name for s in topological_order(expand_study(cfg)) if s.kind == "fidelity"}
     stages = run / "stages"
-    wanted = None if every else current_fidelity_folders(config or run / "config.yaml")
     records = {p.name: _stage(p) for p in stages.iterdir() if (p / "stage.json").is_file()}
-    ds = yaml.safe_load((config or run / "config.yaml").read_text()).get("dataset") or {"name": "pneumoniamnist", "size": 28}
-    ds.setdefault("size", 28)
-    dataset = f"{ds['name']}_{ds['size']}" + ("_grey" if ds.get("channels") == 1 else "") + (
-        f" ({', '.join(ds['classes'])})" if isinstance(ds.get("classes"), list) else "")
+    dataset = _dataset_label(cfg)
     out = []
     for name, rec in sorted(records.items()):
         if rec["kind"] != "fidelity" or (wanted is not None and name not in wanted):

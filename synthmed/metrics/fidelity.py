@@ -140,7 +140,7 @@ def features_to_precision_recall(real_feats: np.ndarray, fake_feats: np.ndarray,
     real, fake = _as_features(real_feats, "real"), _as_features(fake_feats, "fake")
     if k < 1:
         raise ConfigError(f"k (precision/recall neighbourhood) must be ≥ 1; got {k}")
-    _check_pair(real, fake, k + 2, f"precision/recall with k={k}")  # prdc's radii take the (k+1)-th of n: n ≥ k + 2
+    _check_pair(real, fake, k + 1, f"precision/recall with k={k}")
     # torch-fidelity's convention: features_1 = GENERATED, features_2 = REAL
     out = prc_features_to_metric(fake.float(), real.float(), prc_neighborhood=k, save_cpu_ram=True, verbose=False)
     return {KEY_PRECISION: float(out[KEY_METRIC_PRECISION]), KEY_RECALL: float(out[KEY_METRIC_RECALL]),
@@ -317,7 +317,7 @@ def features_to_prdc(real_feats: np.ndarray, fake_feats: np.ndarray, *, k: int =
             of a seed against the same R), so its radii are computed once.
     """
     real, fake = _as_features(real_feats, "real"), _as_features(fake_feats, "fake")
-    _check_pair(real, fake, k + 2, f"density/coverage with k={k}")
+    _check_pair(real, fake, k + 2, f"density/coverage with k={k}")  # prdc's radii: the (k+1)-th of n, so n ≥ k + 2
     r32, f32 = real.numpy().astype(np.float32), fake.numpy().astype(np.float32)
     with _prdc_in_process():
         from prdc.prdc import compute_nearest_neighbour_distances, compute_pairwise_distance

@@ -74,6 +74,7 @@ class _Seed:
     split: Stage
     extractor: Stage | None
     reference: Stage | None = None  # the seed-level half of the instruments, shared by its fidelity stages
+    channels: int = 0  # of the study's images (study_channels: looked up once per study), for config_rgb
 
     def samples_conf(self, ratio: float | None = None) -> samples.Config:
         syn = self.cfg.synthetic
@@ -131,7 +132,7 @@ def fidelity_stage(s: _Seed, label: str, samples_: Stage, gen: Stage | None = No
 
 
 def generator_stage(s: _Seed, g: GeneratorSpec) -> Stage:
-    overrides = g.config_for(study_channels(s.cfg)) if g.config_rgb else g.config
+    overrides = g.config_for(s.channels)
     conf = generator.Config(family=g.family, config=resolve_generator_config(g.family, overrides, seed=s.seed,
                                                                              device=s.cfg.device))
     return _stage("generator", f"generator {g.display} seed {s.seed}", conf, {"split": s.split},
@@ -192,10 +193,11 @@ def expand_study(cfg: StudyConfig) -> list[Stage]:
     classifier = resolve_classifier_config(cfg.classifier, device=cfg.device)
     need_extractor = bool(cfg.generators or cfg.samples) and (cfg.metrics.fidelity or cfg.metrics.memorization)
     stages: list[Stage] = []
+    channels = study_channels(cfg)
     for seed in cfg.seeds:
         split_ = split_stage(cfg, seed)
         ext = extractor_stage(cfg, classifier, split_, seed) if need_extractor else None
-        s = _Seed(cfg, seed, classifier, split_, ext)
+        s = _Seed(cfg, seed, classifier, split_, ext, channels=channels)
         s.reference = reference_stage(s) if ext else None
         synthetic = _synthetic_sets(s)
         imports = [st for st in synthetic if st.kind == "samples_file"]  # right after the split: a leaky import

@@ -89,7 +89,7 @@ def test_fidelity_per_class_scores_each_class_and_skips_tiny_ones():
     out = F.fidelity_per_class(real, real_y, fake, fake_y, class_names=("a", "b", "c"), kid_subsets=5)
     assert out["a"][F.KEY_FID] < 1.0  # same distribution
     assert out["b"][F.KEY_FID] == pytest.approx(6.0, rel=0.3)  # mean shift of 1 in 6 dims ⇒ |μ|² = 6
-    assert "needs ≥ 5" in out["c"][F.KEY_SKIPPED] and out["c"][F.KEY_N_FAKE] == 2
+    assert "needs ≥ 4" in out["c"][F.KEY_SKIPPED] and out["c"][F.KEY_N_FAKE] == 2
 
 
 def test_real_floor_uses_disjoint_subsets_and_sits_below_a_shifted_fake():

@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import Field
 
 from synthmed.config import StageConfig
+from synthmed.metrics.health import HealthRules
 from synthmed.runs.layout import CLOSEST_PAIRS_FILE, FIDELITY_FILE
 from synthmed.study.stages.base import StageContext, load_samples, load_split_sets, stage_config
 from synthmed.study.stages.extractor import instrument_callables
@@ -41,7 +42,7 @@ class Config(StageConfig):
     seed: int = 0
     # health rule 3 (metrics.health): part of the key, so fidelity stages cached before the rule existed are
     # judged again (their instruments are recomputed: seconds) instead of keeping a verdict the rule would change
-    collapse_recall: float | None = Field(0.05, ge=0, le=1)
+    collapse_recall: float | None = Field(HealthRules.collapse_recall, ge=0, le=1)
 
 
 def scalars_from(report: dict, health: dict) -> dict[str, float]:
@@ -84,7 +85,7 @@ def _flat_view(report: dict) -> dict[str, dict[str, float]]:
 
 
 def run(stage, folder: Path, inputs: dict[str, Path], ctx: StageContext) -> dict[str, Any]:
-    from synthmed.metrics.health import HealthRules, assess_health
+    from synthmed.metrics.health import assess_health
     from synthmed.metrics.instruments import instrument_report
     from synthmed.runs import read_stage_record
 
