@@ -17,10 +17,12 @@ from synthmed.conditions.base import (
     find_condition,
     get_condition,
     list_conditions,
+    parse_sweep_label,
     register_condition,
+    sweep_label,
     synthetic_label_plan,
 )
 
 __all__ = ["Condition", "ConditionInputs", "ConditionOptions", "ConditionSet", "Phase", "build_condition",
-           "default_conditions", "find_condition", "get_condition", "list_conditions", "register_condition",
-           "synthetic_label_plan"]
+           "default_conditions", "find_condition", "get_condition", "list_conditions", "parse_sweep_label",
+           "register_condition", "sweep_label", "synthetic_label_plan"]

@@ -100,6 +100,9 @@ class Condition:
     options: type[ConditionOptions] = ConditionOptions
     # study-wide synthetic amount (total, ratio) -> this condition's option values
     options_from_study: Callable[[Mapping[str, Any]], dict[str, Any]] = field(default=lambda _: {})
+    # a control that can be count-matched to each ratio of the sweep: ratio -> its option values (the study then
+    # runs it once per ratio, labelled "<name>@<r>x", beside the swept conditions' "<name>@<r>x" rows)
+    ratio_options: Callable[[float], dict[str, Any]] | None = None
 
     def make_options(self, values: Mapping[str, Any] | None = None) -> ConditionOptions:
         from synthmed.config import format_validation_error
@@ -165,6 +168,22 @@ def find_condition(role: str) -> str | None:
     """The name of the condition flagged ``is_<role>`` (``baseline`` or ``ceiling``), if any."""
     found = [n for n in list_conditions() if getattr(_REGISTRY[n], f"is_{role}")]
     return found[0] if found else None
+
+
+def sweep_label(name: str, ratio: float) -> str:
+    """The result label of condition ``name`` at one ratio of the study's sweep, e.g. "real+synthetic@2x"."""
+    return f"{name}@{ratio:g}x"
+
+
+def parse_sweep_label(label: str) -> tuple[str, float] | None:
+    """``sweep_label``'s inverse: (condition name, ratio), or None for a label outside the sweep."""
+    name, at, rest = label.rpartition("@")
+    if not at or not rest.endswith("x"):
+        return None
+    try:
+        return name, float(rest[:-1])
+    except ValueError:
+        return None
 
 
 def build_condition(name: str, *, real: LabeledImages, train_pool: LabeledImages | None = None,

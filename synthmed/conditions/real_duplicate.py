@@ -50,4 +50,5 @@ REAL_DUPLICATE = register_condition(Condition(
     name="real+duplicate", order=2, is_control=True, options=DuplicateOptions, build=_build,
     description="k-shot real + as many extra images re-drawn from them (count-matched control)",
     options_from_study=lambda syn: {"extra_total": syn["total"], "extra_ratio": syn["ratio"]},
+    ratio_options=lambda r: {"extra_total": None, "extra_ratio": r},
 ))

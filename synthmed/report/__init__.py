@@ -26,6 +26,7 @@ from synthmed.runs import (
     metric_utility_agreement,
     read_manifest,
     summarize_conditions,
+    utility_curve,
 )
 from synthmed.runs.layout import (
     CLOSEST_PAIRS_FILE,
@@ -126,6 +127,7 @@ def gather(run_dir: Path) -> dict[str, Any]:
     split_summary = split_stage["summary"]
     class_names = split_summary["class_names"]
     summaries = {m: summarize_conditions(rows, m) for m in HEADLINE_METRICS}
+    curve = utility_curve(rows)
     fakes: dict[str, tuple] = {}
     ctx: dict[str, Any] = {
         "manifest": manifest,
@@ -136,6 +138,8 @@ def gather(run_dir: Path) -> dict[str, Any]:
         "summaries": summaries,
         "verdict": verdict_block(rows, manifest),
         "agreement": metric_utility_agreement(rows),
+        "curve": curve,
+        "curve_png": _b64(fig.utility_curve(curve)),
         "heldout": split_summary.get("heldout"),
         "lead_metric": "roc_auc" if summaries.get("roc_auc") else "macro_f1",
         "generators": _generator_entries(run_dir, manifest, fakes),

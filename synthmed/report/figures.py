@@ -92,6 +92,34 @@ def metric_bars(summary: list[dict], metric: str, title: str) -> bytes | None:
     return fig_to_png(fig)
 
 
+def utility_curve(curve: dict) -> bytes | None:
+    """Gain over the best control at each ratio of the sweep, one line per generator (CI at its Holm level)."""
+    points = curve.get("points") or []
+    if not points:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    gens = curve["generators"]
+    for j, gen in enumerate(gens):
+        pts = sorted((p for p in points if p["generator"] == gen), key=lambda p: p["ratio"])
+        x = np.array([p["ratio"] for p in pts]) * (1 + 0.04 * (j - (len(gens) - 1) / 2))  # side by side, not on top
+        y = np.array([p["gain"] for p in pts])
+        lo = np.array([p["gain"] - p["ci_low"] if p["ci_low"] is not None else 0.0 for p in pts])
+        hi = np.array([p["ci_high"] - p["gain"] if p["ci_high"] is not None else 0.0 for p in pts])
+        ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=3, label=gen)
+    ax.axhline(0.0, color="#888888", lw=1, ls="--")
+    ax.set_xscale("log")
+    ratios = curve["ratios"]
+    ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
+    ax.minorticks_off()
+    ax.set_xlabel("synthetic images per real image (r)")
+    ax.set_ylabel(f"{curve['metric']} gain over best control")
+    ax.set_title(f"{curve['usage']}: gain over the best control at each ratio", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig_to_png(fig)
+
+
 def per_class_f1(rows: list[dict], class_names: list[str]) -> bytes | None:
     """Grouped bars: per-class F1 (mean over seeds) for every (generator, condition)."""
     groups: dict[str, dict[str, list[float]]] = {}

@@ -202,8 +202,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     "full": {"generators": "every registered family", "conditions": "the registry's default conditions",
              "seeds": [0, 1, 2, 3, 4]},
     # The default study plus every registered condition, the opt-in ways of using synthetic images too
-    # (synthetic-then-real, real+synthetic-filtered: issue 14); the conditions are read from the registry.
-    "usage": {"conditions": "every registered condition"},
+    # (synthetic-then-real, real+synthetic-filtered: issue 14), and the ratio sweep: real+synthetic at each
+    # ratio with its own count-matched real+duplicate (the report's utility curve); conditions from the registry.
+    "usage": {"conditions": "every registered condition", "synthetic": {"ratios": [0.25, 0.5, 1, 2, 5, 10]}},
 }
 
 

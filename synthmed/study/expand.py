@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthmed.conditions import find_condition, get_condition
+from synthmed.conditions import find_condition, get_condition, sweep_label
 from synthmed.runs import CONTROL
 from synthmed.runs.layout import GENERATOR_FILE, SAMPLES_FILE
 from synthmed.study.config import GeneratorSpec, SamplesSpec, StudyConfig
@@ -109,9 +109,11 @@ def reference_stage(s: _Seed) -> Stage:
 
 
 def classify_stage(s: _Seed, condition: str, gen_label: str, samples_: Stage | None = None,
-                   label: str | None = None) -> Stage:
+                   label: str | None = None, ratio: float | None = None) -> Stage:
+    """One classifier run; ``ratio``: a control count-matched to that ratio of the sweep (``ratio_options``)."""
     cond = get_condition(condition)
-    options = cond.make_options(cond.options_from_study(s.cfg.synthetic.model_dump())).model_dump(mode="json")
+    values = cond.options_from_study(s.cfg.synthetic.model_dump()) if ratio is None else cond.ratio_options(ratio)
+    options = cond.make_options(values).model_dump(mode="json")
     fair = s.cfg.ceiling.model_dump() if cond.is_ceiling else None
     conf = classify.Config(condition=condition, options=options, classifier=s.classifier, seed=s.seed, fair_budget=fair)
     inputs = {"split": s.split, **({"samples": samples_} if samples_ is not None else {})}
@@ -167,10 +169,17 @@ def _downstream(s: _Seed, label: str, samples_: Stage, swept: list[tuple[float, 
     out = [classify_stage(s, c, label, samples_) for c in s.cfg.conditions if get_condition(c).needs_generator]
     for c in (c for c in s.cfg.conditions if get_condition(c).ratio_sweep):
         for r, st in swept:
-            out += [st, classify_stage(s, c, label, st, label=f"{c}@{r:g}x")]
+            out += [st, classify_stage(s, c, label, st, label=sweep_label(c, r))]
     if s.extractor is not None:
         out.append(fidelity_stage(s, label, samples_, gen))
     return out
+
+
+def _matched_controls(s: _Seed) -> list[Stage]:
+    """Each control that can be count-matched (``ratio_options``, e.g. real+duplicate) at every ratio of the sweep:
+    the utility curve compares ``real+synthetic@r`` with ``real+duplicate@r``, not with the study's own amount."""
+    return [classify_stage(s, c, CONTROL, label=sweep_label(c, r), ratio=r) for c in s.cfg.conditions
+            if get_condition(c).ratio_options is not None for r in s.ratios]
 
 
 def _synthetic_sets(s: _Seed) -> list[Stage]:
@@ -203,5 +212,6 @@ def expand_study(cfg: StudyConfig) -> list[Stage]:
         imports = [st for st in synthetic if st.kind == "samples_file"]  # right after the split: a leaky import
         stages += [split_, *imports, *([ext, s.reference] if ext else [])]  # is refused before any training is spent
         stages += [classify_stage(s, c, CONTROL) for c in cfg.conditions if not get_condition(c).needs_generator]
+        stages += _matched_controls(s)
         stages += [st for st in synthetic if st.kind != "samples_file"]
     return stages
