@@ -253,7 +253,13 @@ def _profile(name: str) -> dict[str, Any]:
     raise ConfigError(f"unknown profile '{name}'{suggest(name, known)} (known: {', '.join(known)})")
 
 
-def load_study_config(data: dict[str, Any] | None = None, profile: str = "default", source: str = "study config") -> StudyConfig:
-    """Resolve a study config: embedded default ← profile (or packaged example study) ← user data (user wins)."""
+def load_study_config(data: dict[str, Any] | str | Path | None = None, profile: str = "default",
+                      source: str = "study config") -> StudyConfig:
+    """Resolve a study config: embedded default ← profile (or packaged example study) ← user data (user wins);
+    ``data`` is a mapping or the path of a study YAML."""
+    if isinstance(data, (str, Path)):
+        from synthmed.config import load_yaml
+
+        data, source = load_yaml(data), str(data)
     merged = _deep_merge(_deep_merge(DEFAULT_STUDY, _profile(profile)), data or {})
     return validate(StudyConfig, merged, source=source)

@@ -174,3 +174,17 @@ def test_rgb_overrides_apply_only_to_rgb_data():
     assert steps({"name": "ham10000"}) == (3, {5})
     assert steps({"name": "ham10000", "channels": 1}) == (1, {3})  # the grey stand-in
     assert steps({"name": "folder", "path": "x"}) == (0, {5})  # unknown until the files are read: the RGB budget
+
+
+def test_load_study_config_takes_a_yaml_path(tmp_path):
+    from synthmed.errors import DataNotFoundError
+
+    p = tmp_path / "study.yaml"
+    p.write_text("name: mine\nseeds: [3]\n")
+    cfg = load_study_config(p)
+    assert cfg.name == "mine" and cfg.seeds == [3] and load_study_config(str(p)) == cfg
+    with pytest.raises(DataNotFoundError, match="does not exist"):
+        load_study_config(tmp_path / "missing.yaml")
+    p.write_text("seeds: [3\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_study_config(p)
