@@ -289,12 +289,15 @@ def sample(
     seed: int = typer.Option(0, "--seed"),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps, for families whose sample_knobs have it (ddpm)."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance, where declared (ddpm)."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler, where declared (ddpm): ddim, ddpm, dpm-solver, unipc."),
+    bn_stats: Optional[str] = typer.Option(None, "--bn-stats", help="GANs: the EMA generator's BatchNorm statistics: ema (averaged in training) or recompute."),
     out: Path = typer.Option(..., "--out", help="Folder for PNG files, samples.npz and grid.png."),
 ):
     """Sample a trained generator: PNG files per class + an npz with labels."""
     from synthmed.study import commands
 
-    knobs = {k: v for k, v in {"steps": steps, "guidance": guidance}.items() if v is not None}
+    given = {"steps": steps, "guidance": guidance, "sampler": sampler, "bn_stats": bn_stats}
+    knobs = {k: v for k, v in given.items() if v is not None}
     res = commands.sample(run_dir, out, n_per_class=n_per_class, seed=seed, **knobs)
     typer.echo(f"{res['n']} images in {res['wall_s']:.1f} s → {out}")
 

@@ -18,6 +18,7 @@ requested label to its class's generator.
 from __future__ import annotations
 
 import contextlib
+import copy
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -70,6 +71,10 @@ def _buffers_restored(*modules: torch.nn.Module):
                 b.copy_(s)
 
 
+BN_STATS = ("ema", "recompute")  # sample(bn_stats=...): the EMA generator's BatchNorm statistics
+BN_BATCHES = 20  # batches of 256 noise vectors that re-estimate them (5,120 passes: the estimate's noise is small)
+
+
 class _Unit:
     """One generator/discriminator pair with its optimisers, EMA and batch order."""
 
@@ -96,6 +101,7 @@ class ConditionalGAN(TorchGeneratorMixin, ConditionalGenerator):
     default_max_steps: ClassVar[int] = 2000  # ~3 min for cgan at 28 px on 2 CPU cores (bench/RESULTS.md)
     default_conditioning: ClassVar[str] = "concat"  # conditioning="auto" resolves to this
     default_embed_std: ClassVar[float] = 0.02  # embed_std=None resolves to this (DCGAN's init)
+    sample_knobs: ClassVar[tuple[str, ...]] = ("bn_stats",)  # keyword arguments of sample() beyond seed
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
@@ -273,19 +279,47 @@ class ConditionalGAN(TorchGeneratorMixin, ConditionalGenerator):
         return self.steps_done_ * self.n_critic_
 
     # -- sampling ------------------------------------------------------------------------------------
-    def sample(self, labels: np.ndarray, *, seed: int | None = None, batch_size: int = 256) -> np.ndarray:
-        """Draw images for ``labels`` with the EMA generator(s): (N, H, W, C) uint8, deterministic per seed."""
+    def sample(self, labels: np.ndarray, *, seed: int | None = None, batch_size: int = 256,
+               bn_stats: Literal["ema", "recompute"] = "ema") -> np.ndarray:
+        """Draw images for ``labels`` with the EMA generator(s): (N, H, W, C) uint8, deterministic per seed.
+
+        ``bn_stats``: the BatchNorm statistics the EMA generator samples with. "ema": averaged alongside the
+        weights during training, so they mix statistics of earlier live weights; "recompute": the EMA weights'
+        own, re-estimated on ``BN_BATCHES`` batches of fresh noise (the weights are unchanged)."""
         self.check_is_fitted()
-        return self._generate(self.check_labels(labels), seed, batch_size)
+        if bn_stats not in BN_STATS:
+            raise ConfigError(f"bn_stats must be one of {', '.join(BN_STATS)}; got {bn_stats!r}")
+        return self._generate(self.check_labels(labels), seed, batch_size, recompute=bn_stats == "recompute")
 
     @torch.no_grad()
-    def _generate(self, labels: np.ndarray, seed: int | None, batch_size: int = 256) -> np.ndarray:
+    def _recomputed(self, u: _Unit, seed: int, batch_size: int = 256) -> torch.nn.Module:
+        """A copy of ``u``'s EMA generator with BatchNorm statistics re-estimated for its own weights: a cumulative
+        average (momentum None) over ``BN_BATCHES`` train-mode passes of N(0, 1) noise and uniform labels, seeded.
+        Hand-written: torch.optim.swa_utils.update_bn feeds the model one tensor per batch; G takes (z, y)."""
+        g = copy.deepcopy(u.ema.module)
+        norms = [m for m in g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        if norms:
+            rng = torch.Generator().manual_seed(seed)
+            g.train()
+            for _ in range(BN_BATCHES):
+                z = torch.randn(batch_size, self.config.nz, generator=rng)
+                y = torch.randint(self.num_classes_, (batch_size,), generator=rng) if u.conditional else None
+                g(z.to(self.device_), None if y is None else y.to(self.device_))
+        return g.eval()
+
+    @torch.no_grad()
+    def _generate(self, labels: np.ndarray, seed: int | None, batch_size: int = 256,
+                  recompute: bool = False) -> np.ndarray:
         seed = self.config.seed if seed is None else seed
         z = torch.randn(len(labels), self.config.nz, generator=torch.Generator().manual_seed(seed))  # (N, nz)
         out = np.empty((len(labels), *self.image_shape_), dtype=np.uint8)  # (N, H, W, C)
         for k, u in enumerate(self.units_):
             rows = np.arange(len(labels)) if u.conditional else np.flatnonzero(labels == k)
-            g = u.ema.module.eval()  # eval: BatchNorm uses running stats, so a sample ignores its batch-mates
+            # eval: BatchNorm uses running stats, so a sample ignores its batch-mates
+            g = self._recomputed(u, seed + 7_919 * (k + 1)) if recompute else u.ema.module.eval()
             for s in range(0, len(rows), batch_size):
                 r = rows[s : s + batch_size]
                 y = torch.from_numpy(labels[r]).to(self.device_) if u.conditional else None

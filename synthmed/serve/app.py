@@ -104,8 +104,8 @@ def run_summary(name: str, run_dir: Path) -> RunSummary:
 
 
 def _gen_defaults(entry: m.GeneratorEntry, options: set[str]) -> dict[str, Any]:
-    names = {"steps": "sample_steps", "guidance": "guidance"}
-    return {k: entry.config[names[k]] for k in sorted(options) if names[k] in entry.config}
+    names = {"steps": "sample_steps", "guidance": "guidance", "sampler": "sampler"}  # knob -> the trained config's key
+    return {k: entry.config[names[k]] for k in sorted(options) if names.get(k) in entry.config}
 
 
 def images_to_zip(images: np.ndarray, class_name: str) -> bytes:
@@ -198,7 +198,7 @@ class ServeState:
     def _knobs(gen, entry: m.GeneratorEntry, req: GenerateRequest) -> dict[str, Any]:
         opts = m.sample_options(gen)
         kwargs: dict[str, Any] = {"progress": False} if "progress" in opts else {}
-        for knob in ("steps", "guidance"):
+        for knob in m.SAMPLE_OPTIONS:
             value = getattr(req, knob)
             if value is not None:
                 if knob not in opts:

@@ -160,19 +160,22 @@ def find_classifiers(run_dir: Path, manifest: dict, wanted: list[str] | None) ->
     return picked
 
 
+SAMPLE_OPTIONS = ("sampler", "steps", "guidance", "bn_stats")  # the sampling knobs a request may set
+
+
 def sample_options(generator) -> set[str]:
-    """Which of the optional sampling knobs (``steps``, ``guidance``) this generator's ``sample`` takes.
+    """Which of the optional sampling knobs (``SAMPLE_OPTIONS``, and ``progress``) this generator's ``sample`` takes.
 
     Read from the family's declared ``sample_knobs`` so the app never branches on a family name.
     """
-    return {k for k in ("steps", "guidance", "progress") if k in type(generator).sample_knobs}
+    return {k for k in (*SAMPLE_OPTIONS, "progress") if k in type(generator).sample_knobs}
 
 
 def family_sample_options(family: str) -> set[str]:
     """``sample_options`` for a family class (without loading a checkpoint)."""
     from synthmed.generators import get_generator_class
 
-    return {k for k in ("steps", "guidance") if k in get_generator_class(family).sample_knobs}
+    return {k for k in SAMPLE_OPTIONS if k in get_generator_class(family).sample_knobs}
 
 
 def _load_at(run_dir: Path, relative: str, cache: ModelCache, loader: Callable[[Path], Any]):

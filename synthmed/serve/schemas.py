@@ -29,7 +29,7 @@ class GeneratorInfo(BaseModel):
     seed: int | None
     classes: list[str]
     image_shape: list[int]  # (H, W, C)
-    options: list[str]  # optional sampling knobs this generator takes: "steps", "guidance"
+    options: list[str]  # optional sampling knobs this generator takes: "sampler", "steps", "guidance", "bn_stats"
     defaults: dict[str, Any]  # the trained config's sample_steps / guidance, when it has them
 
 
@@ -51,6 +51,10 @@ class GenerateRequest(BaseModel):
     steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="sampling steps (diffusion only)")
     guidance: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False,
                                    description="guidance scale w (diffusion only)")
+    # the fast diffusion samplers only: "ddpm" walks every training timestep (1000), beyond MAX_STEPS
+    sampler: Literal["ddim", "dpm-solver", "unipc"] | None = Field(None, description="diffusion sampler (diffusion only)")
+    bn_stats: Literal["ema", "recompute"] | None = Field(
+        None, description="GANs: the EMA generator's BatchNorm statistics, averaged in training or recomputed")
     format: Literal["png", "zip"] = Field("png", description="png: one grid image; zip: one PNG per image")
 
 

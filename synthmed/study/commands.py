@@ -19,7 +19,7 @@ from synthmed.errors import DataNotFoundError, SynthmedError
 from synthmed.runs.layout import CHECKPOINT_FILE, GENERATOR_FILE
 from synthmed.study.stages.classify import classify_into
 from synthmed.study.stages.generator import fit_generator_into, split_provenance, write_provenance
-from synthmed.study.stages.samples import sample_into
+from synthmed.study.stages.samples import check_knobs, sample_into
 from synthmed.study.stages.split import make_split_into
 from synthmed.utils.io import write_json_atomic
 from synthmed.utils.runtime import configure_torch_cpu, git_commit, package_versions
@@ -89,6 +89,7 @@ def sample(run: str | Path, out_dir: str | Path, *, n_per_class: int = 200, seed
         raise SynthmedError(f"--n-per-class must be ≥ 1; got {n_per_class}")
     path = find_generator_file(run)
     gen = load_generator(path)
+    check_knobs(type(gen), knobs)  # before anything is written into out_dir
     k = gen.num_classes_
     run_json = path.parent / RUN_FILE
     class_names = json.loads(run_json.read_text())["class_names"] if run_json.exists() else [str(i) for i in range(k)]

@@ -107,6 +107,12 @@ def test_train_on_two_processes_then_sample(tmp_path, data_dir):
     with np.load(tmp_path / "samples" / "samples.npz") as z:
         assert z["images"].shape == (6, 28, 28, 1) and z["labels"].tolist() == [0, 0, 0, 1, 1, 1]
     assert len(list((tmp_path / "samples" / "pneumonia").glob("*.png"))) == 3
+    res = synthmed("sample", out, "--n-per-class", "3", "--bn-stats", "recompute", "--out", tmp_path / "re")
+    assert res.returncode == 0, res.stderr[-2000:]
+    with np.load(tmp_path / "re" / "samples.npz") as z:  # the EMA weights with their own BatchNorm statistics
+        assert z["images"].shape == (6, 28, 28, 1)
+    err = one_line_error(synthmed("sample", out, "--sampler", "unipc", "--out", tmp_path / "bad"))
+    assert "cgan sampling takes no sampler (its knobs: bn_stats)" in err and not (tmp_path / "bad").exists()
 
 
 def test_run_a_small_study_from_yaml_with_one_thread(tmp_path, data_dir):

@@ -89,8 +89,9 @@ def test_report_data_has_tables_and_sample_grids(client):
 def test_generators_list(client):
     gens = client.get("/api/runs/smoke/generators").json()
     assert {g["id"] for g in gens} == {"cgan@0", "cvae@0"}
-    g = gens[0]
-    assert g["classes"] == ["normal", "pneumonia"] and g["image_shape"] == [28, 28, 1] and g["options"] == []
+    g = {g["id"]: g for g in gens}
+    assert g["cgan@0"]["classes"] == ["normal", "pneumonia"] and g["cgan@0"]["image_shape"] == [28, 28, 1]
+    assert g["cgan@0"]["options"] == ["bn_stats"] and g["cvae@0"]["options"] == []
 
 
 def test_generate_png_grid_has_the_right_size_and_is_deterministic(client):
@@ -102,6 +103,11 @@ def test_generate_png_grid_has_the_right_size_and_is_deterministic(client):
     assert client.post("/api/generate", json=body).content == r.content
     assert client.post("/api/generate", json={**body, "seed": 4}).content != r.content
     assert client.post("/api/generate", json={**body, "generator": "cvae", "class": 0}).status_code == 200
+    re = client.post("/api/generate", json={**body, "bn_stats": "recompute"})  # the GANs' BatchNorm statistics knob
+    assert re.status_code == 200 and re.content != r.content
+    assert client.post("/api/generate", json={**body, "bn_stats": "ema"}).content == r.content
+    r = client.post("/api/generate", json={**body, "generator": "cvae", "bn_stats": "recompute"})
+    assert r.status_code == 400 and "takes no bn_stats" in r.json()["detail"]
 
 
 def test_generate_zip_has_one_png_per_image(client):
@@ -124,6 +130,9 @@ def test_generate_zip_has_one_png_per_image(client):
     ({"steps": 10}, 400, "takes no steps"),
     ({"steps": 100000}, 422, "less than or equal to 250"),
     ({"guidance": -1}, 422, "greater than or equal to 0"),
+    ({"sampler": "ddim"}, 400, "takes no sampler"),
+    ({"sampler": "ddpm"}, 422, "'ddim', 'dpm-solver' or 'unipc'"),
+    ({"bn_stats": "fresh"}, 422, "'ema' or 'recompute'"),
     ({"format": "gif"}, 422, "'png' or 'zip'"),
     ({"colour": "red"}, 422, "Extra inputs"),
 ])

@@ -84,6 +84,22 @@ def test_sample_is_seeded_batch_independent_and_uses_requested_labels(tiny_image
         gan.sample(np.array([2]))
 
 
+@pytest.mark.parametrize("extra", [{}, {"per_class": True}])
+def test_recomputed_bn_stats_are_seeded_and_leave_the_ema_generator_alone(tiny_images, extra):
+    images, labels = tiny_images
+    gan = make_generator("cgan", max_steps=3, **TINY, **extra).fit(images, labels)
+    before = [t.clone() for u in gan.units_ for t in u.ema.state_dict().values()]
+    ema = gan.sample(labels, seed=3)
+    re = gan.sample(labels, seed=3, bn_stats="recompute")
+    assert np.array_equal(re, gan.sample(labels, seed=3, bn_stats="recompute"))  # deterministic per seed
+    assert not np.array_equal(re, ema)  # other statistics, other images
+    assert np.array_equal(re, gan.sample(labels, seed=3, bn_stats="recompute", batch_size=2))  # eval-mode sampling
+    assert all(torch.equal(a, b) for a, b in zip(before, (t for u in gan.units_ for t in u.ema.state_dict().values())))
+    assert np.array_equal(ema, gan.sample(labels, seed=3))  # the stored EMA statistics are untouched
+    with pytest.raises(ConfigError, match="bn_stats must be one of ema, recompute"):
+        gan.sample(labels, bn_stats="fresh")
+
+
 def test_sample_before_fit_says_to_fit_or_load():
     with pytest.raises(NotFittedError, match="call fit\\(\\) or CGAN.load"):
         make_generator("cgan").sample(np.array([0]))

@@ -136,9 +136,9 @@ function onGeneratorChange() {
   for (const label of document.querySelectorAll("label.opt")) {
     const opt = label.dataset.option;
     label.hidden = !(g && g.options.includes(opt));
-    const input = label.querySelector("input");
+    const input = label.querySelector("input, select");
     input.value = "";
-    input.placeholder = g && g.defaults[opt] !== undefined ? String(g.defaults[opt]) : "";
+    if (input.tagName === "INPUT") input.placeholder = g && g.defaults[opt] !== undefined ? String(g.defaults[opt]) : "";
   }
 }
 
@@ -186,6 +186,10 @@ function generateBody(format) {
   for (const opt of ["steps", "guidance"]) {
     const input = $(`#gen-${opt}`);
     if (!input.closest("label").hidden && input.value !== "") body[opt] = Number(input.value);
+  }
+  for (const opt of ["sampler", "bn_stats"]) {  // choices: sent as given
+    const select = $(`#gen-${opt}`);
+    if (!select.closest("label").hidden && select.value !== "") body[opt] = select.value;
   }
   return body;
 }
