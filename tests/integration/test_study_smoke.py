@@ -169,3 +169,36 @@ def test_resume_after_kill_mid_stage(tmp_path, data_dir):
     from synthmed.generators import load_generator
 
     assert load_generator(gen_dir / "generator.pt").sample([0, 1], seed=0).shape == (2, 28, 28, 1)
+
+
+def _train_count(manifest) -> int:
+    """The k-shot training images of the run's (first) split."""
+    split = next(s for s in manifest["stages"] if s["kind"] == "split")
+    return int(sum(split["summary"]["counts"]["train"].values()))
+
+
+def test_ratio_sweep_runs_count_matched_controls_and_reaches_the_report(tmp_path, data_dir):
+    """synthetic.ratios: real+synthetic at each ratio beside its own real+duplicate, sized to r × the real images,
+    and the report's utility curve (one draw: no interval, but every point and its control)."""
+    import numpy as np
+
+    gens = [{"family": "cgan", "config": {"tiny": True, "max_steps": 3}}]
+    cfg = load_study_config({"generators": gens, "conditions": ["real", "real+duplicate", "real+synthetic"],
+                             "synthetic": {"total": 40, "ratios": [0.5, 2]},
+                             "metrics": {"fidelity": False, "memorization": False}}, profile="smoke")
+    out = tmp_path / "run"
+    manifest = run_study(cfg, out, data_dir=str(data_dir), progress=False, threads=1)
+    rows = json.loads((out / "results.json").read_text())
+    conds = {(r["generator"], r["condition"]) for r in rows if r["metric"] == "roc_auc"}
+    assert {("-", "real+duplicate@0.5x"), ("-", "real+duplicate@2x"), ("cgan", "real+synthetic@0.5x"),
+            ("cgan", "real+synthetic@2x"), ("-", "real+duplicate"), ("cgan", "real+synthetic")} <= conds
+    n_real = _train_count(manifest)
+    sizes = {}
+    for s in manifest["stages"]:
+        if s["kind"] == "samples":
+            with np.load(out / s["folder"] / "samples.npz") as z:
+                sizes[s["name"]] = len(z["labels"])
+    assert sizes == {"sample cgan seed 0": 40, "sample cgan ratio 0.5 seed 0": round(0.5 * n_real),
+                     "sample cgan ratio 2 seed 0": 2 * n_real}
+    html = (out / "report.html").read_text()
+    assert 'id="curve-table"' in html and html.count("<tr data-generator=") == 2 and "utility curve" in html
