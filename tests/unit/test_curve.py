@@ -102,3 +102,16 @@ def test_report_section_and_figure_render():
     assert figures.utility_curve(utility_curve([])) is None
     src = template_env().loader.get_source(template_env(), "report.html.j2")[0]
     assert src.index('{% include "agreement.html.j2" %}') < src.index('"curve.html.j2"') < src.index('id="timings"')
+
+
+def test_bench_curve_prints_the_same_points_as_markdown():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "bench_curve.py"
+    spec = importlib.util.spec_from_file_location("bench_curve", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    md = bench.markdown(utility_curve(_study(bad_health=True)))
+    assert "| g | 1 | real+duplicate@1x | 5 | +0.050 |" in md and "| g | 5 | real+classic (not count-matched) |" in md
+    assert "| real+duplicate@1x | +0.020 |" in md and md.startswith("Holm–Bonferroni over the 2 point(s)")
