@@ -160,7 +160,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path | None = None, *, executor: 
         records = executor.run(stages, StageRunner(stages_dir, ctx), on_done=on_done)
     finally:
         bar.close()
-    results = collect_results((records[s.key] for s in stages if s.key in records),
+    # a cached record keeps the labels of the study that ran it: the rows take this study's (a renamed generator)
+    results = collect_results(({**records[s.key], "labels": s.labels} for s in stages if s.key in records),
                               f"{cfg.dataset.name}_{cfg.dataset.size}")
     write_results(out, results)
     manifest = _manifest(cfg, executor, stages, records, cached, time.perf_counter() - t0)

@@ -106,6 +106,20 @@ def test_second_run_does_no_work(smoke_run, data_dir):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
+def test_a_renamed_generator_reuses_its_stages_under_the_new_name(smoke_run, tmp_path, data_dir):
+    import shutil
+
+    out, cfg, first = smoke_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    renamed = cfg.model_copy(update={"generators": [cfg.generators[0].model_copy(update={"label": "renamed"}),
+                                                    *cfg.generators[1:]]})
+    again = run_study(renamed, copy, data_dir=str(data_dir), progress=False, report=False)
+    assert again["stages_run"] == 0  # a label is not part of any key
+    gens = {r["generator"] for r in json.loads((copy / "results.json").read_text())}
+    assert "renamed" in gens and cfg.generators[0].display not in gens  # rows carry this study's names
+
+
 def test_report_renders_in_headless_chromium(smoke_run, browser_page):
     out, _, _ = smoke_run
     ARTIFACTS.mkdir(exist_ok=True)
