@@ -14,11 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from synthmed.runs.layout import CONTROL
-from synthmed.runs.results import PRIMARY, verdict_family
-
-
-def _mean(d: dict) -> float:
-    return sum(d.values()) / len(d)
+from synthmed.runs.results import PRIMARY, _mean, verdict_family
 
 
 def _sweep_rows(by: dict, usage: str, failed: set[str]) -> tuple[dict, dict, dict]:
