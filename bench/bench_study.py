@@ -58,6 +58,31 @@ def verdict_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def agreement_table(rows: list[dict]) -> str:
+    """Metric–utility agreement (the report's section) for each generator condition that has results."""
+    from synthmed.runs.agreement import metric_utility_agreement
+    from synthmed.runs.layout import CONTROL, FIDELITY
+
+    usages = sorted({r["condition"] for r in rows if r["generator"] != CONTROL and r["condition"] != FIDELITY})
+    out = []
+    for usage in usages:
+        a = metric_utility_agreement(rows, usage=usage)
+        if not a["points"]:
+            continue
+        out += [f"Metric–utility agreement for `{usage}`: gain in {a['metric']} over `{a['control']}`, "
+                f"{len(a['points'])} (generator, draw) points; ρ oriented so that > 0 = the figure agrees with "
+                "usefulness; within-draw ρ with a permutation p:", "",
+                "| figure | n | ρ pooled [95 % CI] | p | ρ within draws | p within | draws |", "|---|---|---|---|---|---|---|"]
+        for f in a["figures"]:
+            rho = "–" if f["rho"] is None else f"{f['rho']:+.2f} [{f['ci_low']:+.2f}, {f['ci_high']:+.2f}]"
+            p = "–" if f.get("p") is None else f"{f['p']:.3f}"
+            rw = "–" if f.get("rho_within") is None else f"{f['rho_within']:+.2f}"
+            pw = "–" if f.get("p_within") is None else f"{f['p_within']:.3f}"
+            out.append(f"| {f['label']} | {f['n']} | {rho} | {p} | {rw} | {pw} | {f.get('draws') or '–'} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def summarize_run(out: Path, title: str, command: str, note: str = "") -> str:
     """The section body for a finished run folder: wall time, time per stage kind, headline tables."""
     import json
@@ -76,7 +101,7 @@ def summarize_run(out: Path, title: str, command: str, note: str = "") -> str:
         + (f"- {note}\n" if note else "")
         + f"- stage seconds summed by kind (worker time, not wall; total {sum(by_kind.values()):.0f} s): "
         + ", ".join(f"{k} {v:.0f}" for k, v in by_kind.items()) + "\n\n"
-        + verdict_table(rows) + "\n\n"
+        + verdict_table(rows) + "\n\n" + agreement_table(rows) + "\n"
         + table(rows, "roc_auc") + "\n\n" + table(rows, "macro_f1") + "\n\n"
         + "<details><summary>per-stage wall time</summary>\n\n| stage | s | |\n|---|---|---|\n" + stage_lines + "\n\n</details>\n"
     )

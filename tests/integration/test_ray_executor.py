@@ -105,10 +105,16 @@ def test_killed_worker_is_retried_and_recorded(ray_run):
     assert gen.fitted_
 
 
-def test_stage_error_fails_the_study_with_its_own_message(tmp_path):
-    """An exception in stage code (on a worker) is not retried: the study fails with that error."""
+def test_stage_error_fails_the_study_with_its_own_message(tmp_path, monkeypatch):
+    """An exception in stage code (on a worker) is not retried: the study fails with that error. The stages
+    still pending are stopped by shutting down the instance the study started, not by ray.cancel, whose race
+    with a finishing task aborts the whole driver process (ray-project/ray#54846)."""
+    import ray
+
     from synthmed.errors import DataNotFoundError
 
+    cancelled = []
+    monkeypatch.setattr(ray, "cancel", lambda ref, **kw: cancelled.append(ref))
     empty = tmp_path / "no-data"
     empty.mkdir()
     with pytest.raises(DataNotFoundError, match="pneumoniamnist") as err:
@@ -117,3 +123,4 @@ def test_stage_error_fails_the_study_with_its_own_message(tmp_path):
     assert not isinstance(err.value, StageFailedError)
     split = next((tmp_path / "run" / "stages").glob("split-*"))
     assert json.loads((split / ATTEMPTS_FILE).read_text())["attempts"] == 1  # not retried
+    assert cancelled == [] and not ray.is_initialized()
