@@ -122,7 +122,8 @@ def main() -> None:
     if args.summarize:
         name = json.loads((args.summarize / "manifest.json").read_text())["study"]
         section = args.section or "study-summary"
-        body = summarize_run(args.summarize, f"Study `{name}` ({args.summarize.name})", " ".join(["python", *sys.argv]),
+        argv = [a if a != args.note else "NOTE" for a in sys.argv]  # the note is its own line below
+        body = summarize_run(args.summarize, f"Study `{name}` ({args.summarize.name})", " ".join(["python", *argv]),
                              args.note)
         replace_section(section, body)
         print(body)

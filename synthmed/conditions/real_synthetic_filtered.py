@@ -19,6 +19,7 @@ from synthmed.data.types import LabeledImages
 
 class FilterOptions(ConditionOptions):
     tau: float = Field(0.9, gt=0, le=1)  # keep an image when the real-only classifier's P(its class) ≥ tau
+    # (in a study: synthetic.filter_tau)
     min_kept: int = Field(10, ge=0)  # fewer survivors than this: the stage record says so
 
 
@@ -51,7 +52,7 @@ def _build(inp: ConditionInputs, opts: FilterOptions):
 
 REAL_SYNTHETIC_FILTERED = register_condition(Condition(
     name="real+synthetic-filtered", order=7, needs_generator=True, needs_baseline_classifier=True, in_default=False,
-    options=FilterOptions, build=_build,
+    options=FilterOptions, build=_build, options_from_study=lambda syn: {"tau": syn["filter_tau"]},
     description="k-shot real + the synthetic images the real-only classifier gives their class with confidence ≥ τ "
                 "(control to beat: real+duplicate, count-matched to the unfiltered amount)",
 ))

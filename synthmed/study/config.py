@@ -87,6 +87,8 @@ class SyntheticSpec(StageConfig):
     ratios: list[float] = Field(default_factory=list)  # optional sweep of ratios for real+synthetic, e.g. [0.5,1,2,5,10]
     balanced: bool = True  # equal count per class (else follow the real class mix)
     sample_seed: int = 1234  # seed for sampling (offset by the study seed)
+    # real+synthetic-filtered keeps a sample when the real-only classifier gives its class probability >= this
+    filter_tau: float = Field(0.9, gt=0, le=1)
 
 
 class MetricsSpec(StageConfig):

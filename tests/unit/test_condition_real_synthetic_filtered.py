@@ -89,3 +89,21 @@ def test_expansion_wires_the_seeds_real_stage_as_the_filter(with_real):
         assert s.inputs["baseline"].key == real_runs[s.labels["seed"]].key
     assert get_condition(NAME).in_default is False and NAME in load_study_config(profile="usage").conditions
     assert NAME not in load_study_config(profile="default").conditions
+
+
+def test_the_study_sets_tau_and_only_the_filtered_runs_change():
+    """synthetic.filter_tau reaches the filtered runs' options (their keys change); every other stage keeps its key."""
+    def stages(tau=None):
+        syn = {} if tau is None else {"filter_tau": tau}
+        cfg = load_study_config({"conditions": ["real", "real+synthetic", NAME], "synthetic": syn}, profile="smoke")
+        return {s.name: s for s in topological_order(expand_study(cfg))}
+
+    default, strict = stages(), stages(0.99)
+    assert default.keys() == strict.keys()
+    for name, s in default.items():
+        is_filtered = s.kind == "classify" and s.config["condition"] == NAME
+        assert (s.key != strict[name].key) == is_filtered, name
+        if is_filtered:
+            assert s.config["options"]["tau"] == 0.9 and strict[name].config["options"]["tau"] == 0.99
+    with pytest.raises(SynthmedError, match="filter_tau"):
+        load_study_config({"synthetic": {"filter_tau": 1.5}}, profile="smoke")
