@@ -52,6 +52,25 @@ _KIND_PRIORITY = {"split": 0, "samples_file": 1, "generator": 2, "extractor": 3,
                   "classify": 6, "fidelity": 7}
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: a worker dies with the ``synthmed run`` that started it. Without this, a run ended by
+    SIGTERM or ``kill -9`` left its workers running their stages as orphans, which a resumed run could meet
+    writing the same stage folder. Linux's parent-death signal does it (the stdlib pool has no such option); a
+    killed worker leaves no ``stage.json``, so the resumed run redoes its stage."""
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+
+
 def _priority(stage: Stage) -> tuple:
     seed = stage.labels.get("seed")
     return (seed if isinstance(seed, int) else 0, _KIND_PRIORITY.get(stage.kind, 9))
@@ -94,7 +113,10 @@ class LocalExecutor:
         waiting = list(stages)
         running: dict = {}
         # spawn, not fork: a forked child inherits the parent's OpenMP thread pool and torch state
-        with ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn")) as pool:
+        import os
+
+        with ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             try:
                 while waiting or running:
                     ready = sorted((s for s in waiting if all(d.key in records for d in s.inputs.values())),

@@ -185,6 +185,52 @@ def test_resume_after_kill_mid_stage(tmp_path, data_dir):
     assert load_generator(gen_dir / "generator.pt").sample([0, 1], seed=0).shape == (2, 28, 28, 1)
 
 
+def _children(pid: int) -> set[int]:
+    kids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.add(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_killed_run_takes_its_workers_with_it(tmp_path, data_dir):
+    """kill -9 of a `--workers 2` run mid-stage ends its worker processes too (no orphan keeps writing a stage)."""
+    script = KILL_STUDY.replace("progress=False,", "progress=False, executor=__import__('synthmed.study', "
+                                "fromlist=['make_executor']).make_executor('local', workers=2),")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "run"), str(data_dir)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.time() + 300, set()
+    while time.time() < deadline and proc.poll() is None:
+        stages = tmp_path / "run" / "stages"
+        if stages.exists() and list(stages.glob("generator-*/checkpoint.pt")):
+            workers = _children(proc.pid) - {proc.pid}
+            break
+        time.sleep(0.2)
+    assert workers, "no worker process was running a generator stage before the deadline"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_state(w) != "Z" for w in workers):
+        time.sleep(0.2)
+    orphans = [w for w in workers if _state(w) != "Z"]
+    for w in orphans:  # a failing run of this test must not leave them behind either
+        os.kill(w, signal.SIGKILL)
+    assert not orphans, "the killed run's workers outlived it"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
 def _train_count(manifest) -> int:
     """The k-shot training images of the run's (first) split."""
     split = next(s for s in manifest["stages"] if s["kind"] == "split")
