@@ -107,14 +107,13 @@ class LocalExecutor:
         """A small dependency-driven scheduler over a process pool (the stdlib's ``concurrent.futures`` has no
         task graph; Ray has one, but is an optional extra that costs seconds to start on a laptop)."""
         import multiprocessing as mp
+        import os
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         records: dict[str, dict] = {}
         waiting = list(stages)
         running: dict = {}
         # spawn, not fork: a forked child inherits the parent's OpenMP thread pool and torch state
-        import os
-
         with ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent,
                                  initargs=(os.getpid(),)) as pool:
             try:

@@ -185,16 +185,19 @@ def test_resume_after_kill_mid_stage(tmp_path, data_dir):
     assert load_generator(gen_dir / "generator.pt").sample([0, 1], seed=0).shape == (2, 28, 28, 1)
 
 
+def _stat(pid: int) -> tuple[str, int]:
+    """A process's state letter and parent pid from /proc; a process that is gone reads as a zombie ("Z")."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return "Z", 0
+    return fields[0], int(fields[1])
+
+
 def _children(pid: int) -> set[int]:
-    kids = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            kids.add(int(stat.parent.name))
-    return kids
+    """The live child processes of ``pid``."""
+    stats = {int(p.name): _stat(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit()}
+    return {c for c, (state, parent) in stats.items() if parent == pid and state != "Z"}
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
@@ -209,26 +212,19 @@ def test_killed_run_takes_its_workers_with_it(tmp_path, data_dir):
     while time.time() < deadline and proc.poll() is None:
         stages = tmp_path / "run" / "stages"
         if stages.exists() and list(stages.glob("generator-*/checkpoint.pt")):
-            workers = _children(proc.pid) - {proc.pid}
+            workers = _children(proc.pid)
             break
         time.sleep(0.2)
     assert workers, "no worker process was running a generator stage before the deadline"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.time() + 30
-    while time.time() < deadline and any(_state(w) != "Z" for w in workers):
+    while time.time() < deadline and any(_stat(w)[0] != "Z" for w in workers):
         time.sleep(0.2)
-    orphans = [w for w in workers if _state(w) != "Z"]
+    orphans = [w for w in workers if _stat(w)[0] != "Z"]
     for w in orphans:  # a failing run of this test must not leave them behind either
         os.kill(w, signal.SIGKILL)
     assert not orphans, "the killed run's workers outlived it"
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "Z"
 
 
 def _train_count(manifest) -> int:
