@@ -123,6 +123,16 @@ class ConditionalGenerator:
         """Config overrides that make this family tiny and fast (a few steps, narrow nets) for tests."""
         return {}
 
+    @classmethod
+    def resolved_config(cls, config: GeneratorConfig) -> GeneratorConfig:
+        """``config`` with every setting left to the family (``None`` or ``"auto"``) replaced by the value it
+        stands for; training reads these. A study's stage key hashes this too, so the key names what trains:
+        a family default changed behind ``auto`` gets new keys, and a study that spells the defaults out
+        shares the default study's stages."""
+        if config.max_steps is None and cls.default_max_steps is not None:
+            return config.model_copy(update={"max_steps": cls.default_max_steps})
+        return config
+
     # -- to be implemented by families -------------------------------------------
     def fit(self, images: np.ndarray, labels: np.ndarray, *, callbacks=None, out_dir: Path | None = None,
             resume: bool = False) -> "ConditionalGenerator":

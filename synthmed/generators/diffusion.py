@@ -186,7 +186,7 @@ class DDPM(TorchGeneratorMixin, ConditionalGenerator):
         y_all = torch.as_tensor(labels, device=self.device_)
         sched, cb, c = self.noise_scheduler_, CallbackList(callbacks), self.config
         self.fitted_ = False
-        budget = TrainingBudget(c.max_steps or self.default_max_steps, c.max_minutes)
+        budget = TrainingBudget(self.resolved_config(c).max_steps, c.max_minutes)
 
         def step_fn(step: int) -> dict[str, float]:
             self.unet_.train()

@@ -169,7 +169,7 @@ class CVAE(TorchGeneratorMixin, ConditionalGenerator):
         y_all = torch.as_tensor(labels, device=self.device_)
         cb = CallbackList(callbacks)
         self.fitted_ = False
-        budget = TrainingBudget(self.config.max_steps or self.default_max_steps, self.config.max_minutes)
+        budget = TrainingBudget(self.resolved_config(self.config).max_steps, self.config.max_minutes)
 
         def step_fn(step: int) -> dict[str, float]:
             self.encoder_.train(), self.decoder_.train()

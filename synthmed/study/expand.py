@@ -23,8 +23,8 @@ from synthmed.study.stages import classify, extractor, fidelity, generator, refe
 def resolve_generator_config(family: str, overrides: dict[str, Any], *, seed: int, device: str) -> dict[str, Any]:
     from synthmed.generators import get_generator_class
 
-    cls = get_generator_class(family)
-    return cls.make_config({**overrides, "seed": seed, "device": device}).model_dump(mode="json")
+    cls = get_generator_class(family)  # resolved: the key names what trains, not "auto" (resolved_config)
+    return cls.resolved_config(cls.make_config({**overrides, "seed": seed, "device": device})).model_dump(mode="json")
 
 
 def resolve_classifier_config(overrides: dict[str, Any], *, device: str):

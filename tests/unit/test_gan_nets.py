@@ -87,7 +87,8 @@ def test_label_embeddings_take_their_own_init_std():
     assert w.std().item() == pytest.approx(0.02, rel=0.05)  # the convs keep DCGAN's init
 
 
-@pytest.mark.parametrize("family, conditioning, std", [("cgan", "projection", 0.2), ("lsgan", "concat", 0.02)])
+@pytest.mark.parametrize("family, conditioning, std", [("cgan", "projection", 0.2), ("wgan-gp", "projection", 0.2),
+                                                     ("lsgan", "concat", 0.02)])
 def test_label_path_defaults_resolve_per_family_and_yield_to_the_config(family, conditioning, std):
     from synthmed.generators import get_generator_class
 

@@ -117,6 +117,28 @@ def test_sampling_knobs_resample_without_retraining():
     assert all("knobs" not in s.config for s in plain if s.kind == "samples")  # no knobs: the old keys
 
 
+def test_generator_keys_hash_what_auto_resolves_to(monkeypatch):
+    from synthmed.generators.gan import CGAN, WGANGP
+
+    def gen_keys(*gens):
+        cfg = load_study_config({"seeds": [0], "generators": list(gens)}, profile="default")
+        return {s.labels["generator"]: s for s in expand_study(cfg) if s.kind == "generator"}
+
+    default = gen_keys({"family": "cgan"}, {"family": "wgan-gp"}, {"family": "ddpm"})
+    spelled = gen_keys({"family": "cgan", "config": {"conditioning": CGAN.default_conditioning, "max_steps": 2000,
+                                                     "embed_std": CGAN.default_embed_std, "d_norm": "batch",
+                                                     "lr": 2e-4, "betas": [0.5, 0.999], "n_critic": 1}},
+                       {"family": "ddpm", "config": {"max_steps": 2000}})
+    for family in ("cgan", "ddpm"):  # the defaults spelled out are the default study's stages, not a retrain
+        assert spelled[family].key == default[family].key
+    resolved = default["wgan-gp"].config["config"]
+    assert [k for k, v in resolved.items() if v in ("auto", None) and k != "device"] == ["max_minutes"]  # no cap
+    assert default["wgan-gp"].config["config"]["d_norm"] == "layer"  # the loss's critic norm
+    monkeypatch.setattr(WGANGP, "default_conditioning", "concat" if WGANGP.default_conditioning != "concat"
+                        else "projection")
+    assert gen_keys({"family": "wgan-gp"})["wgan-gp"].key != default["wgan-gp"].key  # a new default retrains
+
+
 def test_unknown_sampling_knob_is_one_line_before_any_work():
     with pytest.raises(ConfigError) as e:
         expand_study(load_study_config({"generators": [{"family": "cvae", "sample": {"sampler": "unipc"}}]},
