@@ -216,9 +216,9 @@ class ConditionalGAN(TorchGeneratorMixin, ConditionalGenerator):
             u.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             u.opt_d.step()
-            if L.clip is not None:  # WGAN weight clipping keeps the critic (roughly) Lipschitz
+            if L.clip is not None:  # WGAN weight clipping keeps the critic (roughly) Lipschitz in the image
                 with torch.no_grad():
-                    for p in u.d.parameters():
+                    for p in u.d.clipped_parameters():
                         p.clamp_(-L.clip, L.clip)
         out["loss_d"], out["d_real"] = loss_d.item(), L.score(r_logit).mean().item()
 

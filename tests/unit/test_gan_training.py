@@ -100,6 +100,20 @@ def test_recomputed_bn_stats_are_seeded_and_leave_the_ema_generator_alone(tiny_i
         gan.sample(labels, bn_stats="fresh")
 
 
+@pytest.mark.parametrize("conditioning", ["concat", "projection"])
+def test_wgan_clips_every_critic_weight_but_the_concat_label_plane(tiny_images, conditioning):
+    images, labels = tiny_images
+    gan = make_generator("wgan", max_steps=2, embed_std=0.5, conditioning=conditioning, **TINY).fit(images, labels)
+    d = gan.units_[0].d
+    clipped = d.clipped_parameters()
+    assert all(p.abs().max().item() <= 0.01 for p in clipped)  # Arjovsky et al.'s bound, after each update
+    free = [p for p in d.parameters() if all(p is not c for c in clipped)]
+    if conditioning == "concat":  # the plane sits beside the image, never multiplies it: left at its scale
+        assert len(free) == 1 and free[0] is d.concat.weight and free[0].std().item() == pytest.approx(0.5, rel=0.2)
+    else:  # the projection embedding multiplies h(x): clipped like every other weight
+        assert free == []
+
+
 def test_sample_before_fit_says_to_fit_or_load():
     with pytest.raises(NotFittedError, match="call fit\\(\\) or CGAN.load"):
         make_generator("cgan").sample(np.array([0]))
