@@ -1,7 +1,7 @@
 """Class-conditional GAN families behind the generator interface: cgan, acgan, lsgan, wgan, wgan-gp.
 
 One DCGAN backbone (``gan_nets.py``), one training loop (here) and losses registered by name
-(``gan_losses.py``). A family is a few lines: it names its loss and, for ACGAN, the auxiliary class head.
+(``gan_losses.py``). A family is a few lines: it names its loss and its default label path (ACGAN's is the class head).
 The loop reads only the loss object's declared properties (n_critic, optimiser, clip, gradient penalty).
 
 What a "step" is: one generator update. Before each, the discriminator/critic makes ``n_critic`` updates
@@ -48,12 +48,13 @@ class GANConfig(GeneratorConfig):
     betas: tuple[float, float] | None = None  # None = the loss's value ((0.5, 0.999); (0, 0.9) for WGAN-GP)
     n_critic: int | None = Field(None, ge=1)  # None = the loss's value (1; 5 for the WGANs)
     d_norm: Literal["auto", "batch", "spectral", "layer", "instance", "none"] = "auto"  # auto = loss default
-    # how D sees the label (concat: an extra input plane; projection: Miyato & Koyama 2018); auto = the family's
-    conditioning: Literal["auto", "concat", "projection"] = "auto"
+    # how D uses the label (concat: an extra input plane; projection: Miyato & Koyama 2018; aux: D sees no label
+    # and has a class head, both nets add its class loss, as in ACGAN); auto = the family's
+    conditioning: Literal["auto", "concat", "projection", "aux"] = "auto"
     embed_std: float | None = Field(None, gt=0)  # init std of the label embeddings in G and D (z is N(0, 1)); None = the family's
     diffaugment: str = DEFAULT_POLICY  # Zhao et al. 2020; on by default because training sets are few-shot
     ema_decay: float = Field(0.995, gt=0, lt=1)  # horizon ~200 steps (runs are 500-2000); ramped up from 0
-    aux_weight: float = Field(1.0, ge=0)  # ACGAN class-loss weight (Odena et al. 2017 use 1)
+    aux_weight: float = Field(1.0, ge=0)  # class-loss weight with conditioning "aux" (Odena et al. 2017 use 1)
     per_class: bool = False  # one unconditional GAN per class instead of one conditional GAN
     collapse_patience: int = Field(100, ge=1)  # consecutive collapsed-D steps before stopping
     grid_per_class: int = Field(8, ge=1)  # columns of the fixed-noise progression grid
@@ -97,7 +98,6 @@ class ConditionalGAN(TorchGeneratorMixin, ConditionalGenerator):
 
     Config: ClassVar[type[GeneratorConfig]] = GANConfig
     loss_name: ClassVar[str] = "bce"
-    aux_classifier: ClassVar[bool] = False  # ACGAN: D gets a class head instead of the label as input
     default_max_steps: ClassVar[int] = 2000  # ~3 min for cgan at 28 px on 2 CPU cores (bench/RESULTS.md)
     default_conditioning: ClassVar[str] = "concat"  # conditioning="auto" resolves to this
     default_embed_std: ClassVar[float] = 0.02  # embed_std=None resolves to this (DCGAN's init)
@@ -140,7 +140,7 @@ class ConditionalGAN(TorchGeneratorMixin, ConditionalGenerator):
         if self.norm_ in self.loss_.forbidden_norms:
             raise ConfigError(f"{self.name}: d_norm='{self.norm_}' is not valid for this loss (its paper rules it "
                               f"out); use 'layer', 'instance', 'spectral' or 'none'")
-        if cfg.per_class and self.aux_classifier:
+        if cfg.per_class and self.conditioning_ == "aux":
             raise ConfigError(f"{self.name}: per_class=True trains unconditional GANs, which have no class head "
                               "to train; use family 'cgan' with per_class=True")
         self.n_critic_, self.max_steps_ = r.n_critic, r.max_steps
@@ -155,9 +155,8 @@ class ConditionalGAN(TorchGeneratorMixin, ConditionalGenerator):
             with torch.random.fork_rng(devices=[]):  # spectral norm draws its start vectors from the global RNG
                 torch.manual_seed(cfg.seed * 1009 + i)
                 g = DCGANGenerator(cfg.nz, k, size, channels, cfg.base_channels)
-                d = DCGANDiscriminator(0 if self.aux_classifier else k, size, channels, cfg.base_channels,
-                                       norm=self.norm_, conditioning=self.conditioning_,
-                                       aux_classes=k if self.aux_classifier else 0)
+                d = DCGANDiscriminator(k, size, channels, cfg.base_channels, norm=self.norm_,
+                                       conditioning=self.conditioning_)
             dcgan_init_(g, init, self.embed_std_), dcgan_init_(d, init, self.embed_std_)
             g, d = g.to(self.device_), d.to(self.device_)
             sampler = BatchSampler(len(members), cfg.batch_size, seed=cfg.seed * 1009 + i)
@@ -192,8 +191,9 @@ class ConditionalGAN(TorchGeneratorMixin, ConditionalGenerator):
     def _train_step(self, u: _Unit, x_all: torch.Tensor, y_all: torch.Tensor) -> dict[str, float]:
         """n_critic discriminator updates, then one generator update; returns the step's scalars."""
         L, cfg = self.loss_, self.config
-        aux_w = cfg.aux_weight if self.aux_classifier else 0.0
-        d_label = (lambda y: None) if self.aux_classifier or not u.conditional else (lambda y: y)
+        aux = self.conditioning_ == "aux"
+        aux_w = cfg.aux_weight if aux else 0.0
+        d_label = (lambda y: None) if aux or not u.conditional else (lambda y: y)
         g_label = (lambda y: y) if u.conditional else (lambda y: None)
         out: dict[str, float] = {}
         for _ in range(self.n_critic_):
@@ -363,7 +363,7 @@ class ACGAN(ConditionalGAN):
     """Auxiliary-classifier GAN (Odena et al. 2017): D has a class head; both nets add its class loss."""
 
     loss_name = "bce"
-    aux_classifier = True
+    default_conditioning = "aux"
 
 
 @register_generator("lsgan")

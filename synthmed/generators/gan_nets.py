@@ -102,7 +102,7 @@ class DCGANGenerator(nn.Module):
 
 # -- discriminator / critic ----------------------------------------------------------------------
 class DCGANDiscriminator(nn.Module):
-    """image (B, C, S, S) [+ label] → score (B,) and, with ``aux_classes``, class logits (B, K).
+    """image (B, C, S, S) [+ label] → score (B,) and, with ``conditioning="aux"``, class logits (B, K).
 
     Args:
         num_classes: classes to condition on (0 = unconditional).
@@ -110,13 +110,13 @@ class DCGANDiscriminator(nn.Module):
         channels: 1 or 3.
         base_channels: width of the first conv; widths double as the map halves.
         norm: "batch", "spectral", "layer", "instance" or "none" (first layer never normalised).
-        conditioning: "concat" (label embedded as an extra input plane) or "projection" (Miyato & Koyama).
-        aux_classes: size of an auxiliary classifier head (ACGAN); 0 = none.
+        conditioning: how the label reaches D: "concat" (label embedded as an extra input plane),
+            "projection" (Miyato & Koyama 2018), or "aux" (D sees no label and has a class head that
+            predicts it, as in ACGAN, Odena et al. 2017).
     """
 
     def __init__(self, num_classes: int, image_size: int, channels: int, base_channels: int,
-                 norm: Norm = "batch", conditioning: Literal["concat", "projection"] = "concat",
-                 aux_classes: int = 0):
+                 norm: Norm = "batch", conditioning: Literal["concat", "projection", "aux"] = "concat"):
         super().__init__()
         start, n_down = _layout(image_size)
         self.image_size = image_size
@@ -133,14 +133,15 @@ class DCGANDiscriminator(nn.Module):
         self.out = sn(nn.Linear(feat, 1))
         self.project = sn(nn.Embedding(num_classes, feat)) if (
             num_classes > 0 and conditioning == "projection") else None
-        self.aux = sn(nn.Linear(feat, aux_classes)) if aux_classes > 0 else None
+        self.aux = sn(nn.Linear(feat, num_classes)) if (num_classes > 0 and conditioning == "aux") else None
 
     def clipped_parameters(self) -> list[nn.Parameter]:
-        """What WGAN's weight clipping bounds: every parameter but the concat label plane's embedding. The plane
-        enters the first conv beside the image and is never multiplied by it, so its size does not change the
-        critic's Lipschitz constant in the image, which is what clipping is for; clipped to ±0.01 it would reach
-        the critic at 1 % of the image's scale. The projection embedding multiplies h(x) and stays clipped."""
-        free = {id(p) for p in self.concat.parameters()} if self.concat is not None else set()
+        """What WGAN's weight clipping bounds: every parameter but the concat label plane's embedding and the
+        class head. The plane enters the first conv beside the image and is never multiplied by it, so its size
+        does not change the critic's Lipschitz constant in the image, which is what clipping is for; clipped to
+        ±0.01 it would reach the critic at 1 % of the image's scale. The class head reads h(x) but never enters
+        the score. The projection embedding multiplies h(x) inside the score and stays clipped."""
+        free = {id(p) for m in (self.concat, self.aux) if m is not None for p in m.parameters()}
         return [p for p in self.parameters() if id(p) not in free]
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")  # tiny nets: 1 thre
 @pytest.mark.parametrize("channels", [1, 3])
 def test_generator_and_discriminator_shapes(size, channels):
     g = DCGANGenerator(nz=8, num_classes=3, image_size=size, channels=channels, base_channels=4)
-    d = DCGANDiscriminator(num_classes=3, image_size=size, channels=channels, base_channels=4, aux_classes=3)
+    d = DCGANDiscriminator(num_classes=3, image_size=size, channels=channels, base_channels=4, conditioning="aux")
     y = torch.tensor([0, 2])
     x = g(torch.randn(2, 8), y)
     assert x.shape == (2, channels, size, size)
@@ -28,12 +28,14 @@ def test_generator_and_discriminator_shapes(size, channels):
 
 
 @pytest.mark.parametrize("norm", ["batch", "spectral", "layer", "instance", "none"])
-@pytest.mark.parametrize("conditioning", ["concat", "projection"])
+@pytest.mark.parametrize("conditioning", ["concat", "projection", "aux"])
 def test_every_norm_and_conditioning_builds_and_runs(norm, conditioning):
     d = DCGANDiscriminator(num_classes=2, image_size=28, channels=1, base_channels=4, norm=norm,
                            conditioning=conditioning)
-    score, aux = d(torch.randn(3, 1, 28, 28), torch.tensor([0, 1, 1]))
-    assert score.shape == (3,) and aux is None
+    x = torch.randn(3, 1, 28, 28)
+    score, aux = d(x, None if conditioning == "aux" else torch.tensor([0, 1, 1]))  # "aux": D sees no label
+    assert score.shape == (3,)
+    assert (aux is None) == (conditioning != "aux") and (aux is None or aux.shape == (3, 2))
     has_bn = any(isinstance(m, nn.BatchNorm2d) for m in d.modules())
     assert has_bn == (norm == "batch")
 
@@ -88,7 +90,8 @@ def test_label_embeddings_take_their_own_init_std():
 
 
 @pytest.mark.parametrize("family, conditioning, std", [("cgan", "projection", 0.2), ("wgan-gp", "projection", 0.2),
-                                                     ("wgan", "concat", 0.2), ("lsgan", "concat", 0.02)])
+                                                     ("wgan", "concat", 0.2), ("lsgan", "concat", 0.02),
+                                                     ("acgan", "aux", 0.02)])
 def test_label_path_defaults_resolve_per_family_and_yield_to_the_config(family, conditioning, std):
     from synthmed.generators import get_generator_class
 
@@ -98,5 +101,6 @@ def test_label_path_defaults_resolve_per_family_and_yield_to_the_config(family, 
     gen = make_generator(family, tiny).fit(images, labels)
     assert (gen.conditioning_, gen.embed_std_) == (conditioning, std)
     assert (gen.units_[0].d.project is not None) == (conditioning == "projection")
+    assert (gen.units_[0].d.aux is not None) == (conditioning == "aux")
     other = make_generator(family, {**tiny, "conditioning": "concat", "embed_std": 0.5}).fit(images, labels)
     assert (other.conditioning_, other.embed_std_) == ("concat", 0.5) and other.units_[0].d.concat is not None

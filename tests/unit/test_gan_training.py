@@ -100,8 +100,8 @@ def test_recomputed_bn_stats_are_seeded_and_leave_the_ema_generator_alone(tiny_i
         gan.sample(labels, bn_stats="fresh")
 
 
-@pytest.mark.parametrize("conditioning", ["concat", "projection"])
-def test_wgan_clips_every_critic_weight_but_the_concat_label_plane(tiny_images, conditioning):
+@pytest.mark.parametrize("conditioning", ["concat", "projection", "aux"])
+def test_wgan_clips_every_critic_weight_but_the_label_plane_and_class_head(tiny_images, conditioning):
     images, labels = tiny_images
     gan = make_generator("wgan", max_steps=2, embed_std=0.5, conditioning=conditioning, **TINY).fit(images, labels)
     d = gan.units_[0].d
@@ -110,6 +110,9 @@ def test_wgan_clips_every_critic_weight_but_the_concat_label_plane(tiny_images, 
     free = [p for p in d.parameters() if all(p is not c for c in clipped)]
     if conditioning == "concat":  # the plane sits beside the image, never multiplies it: left at its scale
         assert len(free) == 1 and free[0] is d.concat.weight and free[0].std().item() == pytest.approx(0.5, rel=0.2)
+    elif conditioning == "aux":  # the class head reads h(x) but is not part of the score: free to grow
+        assert {id(p) for p in free} == {id(d.aux.weight), id(d.aux.bias)}
+        assert d.aux.weight.abs().max().item() > 0.01
     else:  # the projection embedding multiplies h(x): clipped like every other weight
         assert free == []
 
