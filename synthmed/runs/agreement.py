@@ -39,8 +39,18 @@ ALPHA = 0.05  # p_within below this: the figure picks (or runs against) the more
 
 def _fisher_ci(rho: float, n: int) -> tuple[float, float]:
     """95 % CI of Spearman's rho by Fisher's z with the Bonett–Wright (2000) standard error
-    sqrt((1 + rho²/2) / (n - 3)). Hand-written (three lines): scipy gives Spearman no interval."""
-    z = np.arctanh(np.clip(rho, -1 + 1e-12, 1 - 1e-12))
+    sqrt((1 + rho²/2) / (n - 3)). Hand-written (a few lines): scipy gives Spearman no interval.
+
+    At a perfect ranking (|rho| = 1) Fisher's z is infinite and the interval would shrink to the point
+    [1, 1], a certainty that n points cannot give (five points rank perfectly by chance once in 60). There
+    the far end is computed half a step of the ranking lattice below 1 (a continuity correction: one
+    adjacent swap gives 1 - 12 / (n(n² - 1)), the midpoint is 1 - 6 / (n(n² - 1))), and the near end stays
+    at ±1. This keeps the interval in step with the permutation p: at 4 points (exact p 1/12) it spans 0,
+    at 5 (exact p 1/60) it does not."""
+    if abs(rho) >= 1 - 1e-12:
+        lo, hi = _fisher_ci(1 - 6 / (n * (n * n - 1)), n)
+        return (lo, 1.0) if rho > 0 else (-1.0, -lo)
+    z = np.arctanh(rho)
     half = Z_95 * np.sqrt((1 + rho**2 / 2) / (n - 3))
     return float(np.tanh(z - half)), float(np.tanh(z + half))
 
@@ -101,6 +111,21 @@ def _within_permutations(groups: list[np.ndarray]) -> tuple[np.ndarray, bool]:
     return np.concatenate([rng.permuted(np.tile(g, (PERMUTATIONS, 1)), axis=1) for g in groups], axis=1), False
 
 
+def _permutation_p(x: list[float], y: list[float], rho: float) -> float:
+    """Two-sided p of Spearman's rho from permuting the figure among all points (every permutation when there
+    are at most ``PERMUTATIONS``, as for the within-draw p). scipy's ``spearmanr`` p comes from a t
+    approximation that is poor at the few points a study has: it gives 1e-24 for five perfectly ranked points,
+    whose exact p is 2/120."""
+    from scipy import stats
+
+    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    perms, exact = _within_permutations([np.arange(len(x))])
+    null = rx[perms] @ ry / np.sqrt((rx @ rx) * (ry @ ry))  # Spearman = Pearson of the (average) ranks
+    hits = int(np.sum(np.abs(null) >= abs(rho) - 1e-12))
+    return hits / len(perms) if exact else (hits + 1) / (len(perms) + 1)
+
+
 def _within_draw(keys: list[tuple[str, int]], x: list[float], y: list[float], sign: float) -> dict:
     """Rank correlation of the figure and the gain within draws (each ranked among its draw's generators and
     centred), with a two-sided p-value from permuting the figure among the generators of each draw.
@@ -156,11 +181,10 @@ def _one_figure(figure: str, gains: dict[tuple[str, int], float], fid: dict[tupl
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = stats.spearmanr(x, y)
-        rho = float(res.statistic)
+            rho = float(stats.spearmanr(x, y).statistic)
         lo, hi = _fisher_ci(rho, len(keys))
         lo, hi = (lo, hi) if sign > 0 else (-hi, -lo)
-        out.update(rho_raw=rho, rho=sign * rho, ci_low=lo, ci_high=hi, p=float(res.pvalue))
+        out.update(rho_raw=rho, rho=sign * rho, ci_low=lo, ci_high=hi, p=_permutation_p(x, y, rho))
     out.update(_within_draw(keys, x, y, sign))
     out["reading"] = _reading(out)
     return out
@@ -181,7 +205,10 @@ def metric_utility_agreement(rows: list[dict[str, Any]], metric: str = PRIMARY, 
     ``ci_high``: its 95 % CI by Fisher's z with the Bonett–Wright standard error (deterministic; it treats
     the points as independent, which draws of one generator are not, so it is optimistic when few
     generators dominate the ranking; and pooled over draws, a figure that moves with the draw can agree
-    through the draw alone); ``p``: scipy's two-sided p-value. Fewer than ``MIN_POINTS`` points,
+    through the draw alone; at a perfect ranking the far end is taken half a ranking step below 1, see
+    ``_fisher_ci``); ``p``: its two-sided p-value from permuting the figure among all points (all
+    permutations when there are at most ``PERMUTATIONS``, else ``PERMUTATIONS`` with seed 0; scipy's t
+    approximation is far too small at a handful of points). Fewer than ``MIN_POINTS`` points,
     or a figure/gain equal at every point: ``rho`` None and a ``note``.
 
     Within a draw (the question a user asks: would this figure have picked the more useful generator?):

@@ -53,12 +53,12 @@ def test_monotone_figures_give_plus_and_minus_one_oriented():
     assert out["control"] == "real+classic" == generator_verdicts(_study())["control"]
     assert len(out["points"]) == 12 and out["points"][0]["gain"] == pytest.approx(GENS["a"])
     prec, rec, fd = _fig(out, "precision"), _fig(out, "recall"), _fig(out, "fd_ratio")
-    assert prec["n"] == 12 and prec["rho"] == pytest.approx(1.0) and prec["p"] < 1e-6
+    assert prec["n"] == 12 and prec["rho"] == pytest.approx(1.0) and prec["p"] == pytest.approx(1 / 2001)  # none of 2,000
     assert rec["rho"] == pytest.approx(-1.0) and "runs against the gain" in rec["reading"]
     assert fd["better"] == "lower" and fd["rho_raw"] == pytest.approx(-1.0) and fd["rho"] == pytest.approx(1.0)
-    assert fd["ci_low"] == pytest.approx(1.0) and fd["rho_within"] == pytest.approx(1.0)
+    assert 0.9 < fd["ci_low"] < 0.99 and fd["ci_high"] == 1.0 and fd["rho_within"] == pytest.approx(1.0)
     assert fd["reading"] == ("within a draw, FD ratio to floor picks the more useful generator (ρ = +1.00, "
-                             "p = 0.0015, 4 draws); pooled over draws ρ = +1.00, CI [+1.00, +1.00]")
+                             "p = 0.0015, 4 draws); pooled over draws ρ = +1.00, CI [+0.98, +1.00]")
     const = _fig(out, "copy_rate")
     assert const["rho"] is None and "same at every point" in const["note"]
     assert _fig(out, "coverage")["n"] == 0  # no coverage rows: no points, no exception
@@ -75,6 +75,27 @@ def test_oriented_ci_matches_fisher_z_on_a_noisy_figure():
     rho = stats.spearmanr([r["value"] for r in fd], gains).statistic
     assert f["rho"] == pytest.approx(-rho) and f["ci_low"] < f["rho"] < f["ci_high"]
     assert -1 < f["ci_low"] and f["ci_high"] < 1
+
+
+def test_five_perfectly_ranked_points_get_the_exact_p_and_an_interval_wider_than_a_point():
+    """Known answer: 5 points rank perfectly by chance in 2 of the 120 orders (either direction), so the two-sided
+    permutation p is 2/120, scipy's permutation test agrees, and the CI is not the point [1, 1]; a perfect
+    negative ranking mirrors it."""
+    rows = _study(seeds=[0, 1])
+    rows = [r for r in rows if not (r["seed"] == 1 and r["generator"] in ("b", "c"))]  # 3 + 1 generators' points
+    rows += [_row("d", c, 1, m, v) for c, m, v in [("real+synthetic", "roc_auc", CLASSIC[1] + 0.2),
+                                                    ("fidelity", "precision", 100.0), ("fidelity", "recall", -100.0),
+                                                    ("fidelity", "health", 0)]]
+    out = metric_utility_agreement(rows)
+    prec, rec = _fig(out, "precision"), _fig(out, "recall")
+    assert prec["n"] == 5 and prec["rho"] == pytest.approx(1.0) and prec["p"] == pytest.approx(2 / 120)
+    x = [r["value"] for r in sorted((r for r in rows if r["metric"] == "precision"),
+                                    key=lambda r: (r["generator"], r["seed"]))]
+    ref = stats.permutation_test((x,), lambda a: stats.spearmanr(a, sorted(x)).statistic,
+                                 permutation_type="pairings", n_resamples=10_000).pvalue
+    assert prec["p"] == pytest.approx(ref)
+    assert 0 < prec["ci_low"] < 0.5 and prec["ci_high"] == 1.0  # the far end at rho = 0.95, above 0 as p < 0.05
+    assert rec["rho"] == pytest.approx(-1.0) and (rec["ci_low"], rec["ci_high"]) == (-1.0, -prec["ci_low"])
 
 
 def test_too_few_points_give_none_and_a_note():
@@ -113,7 +134,7 @@ def test_report_section_renders_the_table():
     html = template_env().get_template("agreement.html.j2").render(agreement=out)
     assert 'id="agreement-table"' in html and html.count("<tr data-figure=") == 7
     assert ("within a draw, precision does not clearly pick the more useful generator (ρ = +1.00, p = 0.12, 4 draws); "
-            "pooled over draws ρ = +1.00, CI [+1.00, +1.00], as strong as within a draw, where few draws leave the "
+            "pooled over draws ρ = +1.00, CI [+0.90, +1.00], as strong as within a draw, where few draws leave the "
             "test weak.") in html  # 2 generators x 4 draws: 16 within-draw shuffles, 2 of them as extreme
     assert "<th>ρ within</th><th>p within</th>" in html and "2000 permutations" in html
     assert "left out, as in the verdict (training failed): c" in html and "1 of 8 points" in html
