@@ -111,19 +111,25 @@ def _within_permutations(groups: list[np.ndarray]) -> tuple[np.ndarray, bool]:
     return np.concatenate([rng.permuted(np.tile(g, (PERMUTATIONS, 1)), axis=1) for g in groups], axis=1), False
 
 
-def _permutation_p(x: list[float], y: list[float], rho: float) -> float:
-    """Two-sided p of Spearman's rho from permuting the figure among all points (every permutation when there
-    are at most ``PERMUTATIONS``, as for the within-draw p). scipy's ``spearmanr`` p comes from a t
-    approximation that is poor at the few points a study has: it gives 1e-24 for five perfectly ranked points,
-    whose exact p is 2/120."""
-    from scipy import stats
+def _rank_permutation_test(ax: np.ndarray, ay: np.ndarray, groups: list[np.ndarray]) -> tuple[float, float]:
+    """``(rho, p)``: the correlation of the centred ranks ``ax`` and ``ay`` (``_draw_ranks``) and its two-sided p
+    from shuffling ``ax`` within each group (a shuffle of the figure only shuffles its centred ranks)."""
+    perms, exact = _within_permutations(groups)
+    norm = np.sqrt((ax @ ax) * (ay @ ay))
+    null, rho = ax[perms] @ ay / norm, float(ax @ ay / norm)
+    hits = int(np.sum(np.abs(null) >= abs(rho) - 1e-12))  # the identity is among exact's rows, not the drawn ones
+    return rho, hits / len(perms) if exact else (hits + 1) / (len(perms) + 1)
 
-    rx, ry = stats.rankdata(x), stats.rankdata(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    perms, exact = _within_permutations([np.arange(len(x))])
-    null = rx[perms] @ ry / np.sqrt((rx @ rx) * (ry @ ry))  # Spearman = Pearson of the (average) ranks
-    hits = int(np.sum(np.abs(null) >= abs(rho) - 1e-12))
-    return hits / len(perms) if exact else (hits + 1) / (len(perms) + 1)
+
+def _permutation_p(x: list[float], y: list[float]) -> float:
+    """Two-sided p of Spearman's rho from permuting the figure among all points (every permutation when there
+    are at most ``PERMUTATIONS``, as for the within-draw p): Spearman's rho is the correlation of the centred
+    (average) ranks, i.e. the within-draw test with every point in one group. scipy's ``spearmanr`` p comes
+    from a t approximation that is poor at the few points a study has: it gives 1e-24 for five perfectly
+    ranked points, whose exact p is 2/120."""
+    everyone = [np.arange(len(x))]
+    return _rank_permutation_test(_draw_ranks(np.asarray(x, float), everyone),
+                                  _draw_ranks(np.asarray(y, float), everyone), everyone)[1]
 
 
 def _within_draw(keys: list[tuple[str, int]], x: list[float], y: list[float], sign: float) -> dict:
@@ -155,13 +161,8 @@ def _within_draw(keys: list[tuple[str, int]], x: list[float], y: list[float], si
         what = "figure" if not ax.any() else "gain"
         out["note_within"] = f"the {what} is the same for every generator within each draw"
         return out
-    # a within-draw shuffle of the figure only shuffles its within-draw ranks (each draw's ranks sum to 0)
-    perms, exact = _within_permutations(groups)
-    null = ax[perms] @ ay / np.sqrt((ax @ ax) * (ay @ ay))
-    rho = float(ax @ ay / np.sqrt((ax @ ax) * (ay @ ay)))
-    hits = int(np.sum(np.abs(null) >= abs(rho) - 1e-12))  # the identity is among exact's rows, not the drawn ones
-    out.update(rho_within_raw=rho, rho_within=sign * rho,
-               p_within=hits / len(perms) if exact else (hits + 1) / (len(perms) + 1))
+    rho, p = _rank_permutation_test(ax, ay, groups)
+    out.update(rho_within_raw=rho, rho_within=sign * rho, p_within=p)
     return out
 
 
@@ -184,7 +185,7 @@ def _one_figure(figure: str, gains: dict[tuple[str, int], float], fid: dict[tupl
             rho = float(stats.spearmanr(x, y).statistic)
         lo, hi = _fisher_ci(rho, len(keys))
         lo, hi = (lo, hi) if sign > 0 else (-hi, -lo)
-        out.update(rho_raw=rho, rho=sign * rho, ci_low=lo, ci_high=hi, p=_permutation_p(x, y, rho))
+        out.update(rho_raw=rho, rho=sign * rho, ci_low=lo, ci_high=hi, p=_permutation_p(x, y))
     out.update(_within_draw(keys, x, y, sign))
     out["reading"] = _reading(out)
     return out
