@@ -71,14 +71,17 @@ def agreement_table(rows: list[dict]) -> str:
             continue
         out += [f"Metric–utility agreement for `{usage}`: gain in {a['metric']} over `{a['control']}`, "
                 f"{len(a['points'])} (generator, draw) points; ρ oriented so that > 0 = the figure agrees with "
-                "usefulness; within-draw ρ with a permutation p:", "",
-                "| figure | n | ρ pooled [95 % CI] | p | ρ within draws | p within | draws |", "|---|---|---|---|---|---|---|"]
+                "usefulness; within-draw ρ with a permutation p; each p column Holm-corrected over the figures:", "",
+                "| figure | n | ρ pooled [95 % CI] | p | p Holm | ρ within draws | p within | p within Holm | draws |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for f in a["figures"]:
             rho = "–" if f["rho"] is None else f"{f['rho']:+.2f} [{f['ci_low']:+.2f}, {f['ci_high']:+.2f}]"
             p = "–" if f.get("p") is None else f"{f['p']:.3f}"
             rw = "–" if f.get("rho_within") is None else f"{f['rho_within']:+.2f}"
             pw = "–" if f.get("p_within") is None else f"{f['p_within']:.3f}"
-            out.append(f"| {f['label']} | {f['n']} | {rho} | {p} | {rw} | {pw} | {f.get('draws') or '–'} |")
+            ph = "–" if f.get("p_holm") is None else f"{f['p_holm']:.3f}"
+            pwh = "–" if f.get("p_within_holm") is None else f"{f['p_within_holm']:.3f}"
+            out.append(f"| {f['label']} | {f['n']} | {rho} | {p} | {ph} | {rw} | {pw} | {pwh} | {f.get('draws') or '–'} |")
         out.append("")
     return "\n".join(out)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from synthmed.metrics.stats import holm_bonferroni
 from synthmed.runs.layout import CONTROL, FIDELITY
 from synthmed.runs.results import PRIMARY, verdict_family
 
@@ -34,7 +35,7 @@ FIGURES: dict[str, tuple[str, str]] = {
 MIN_POINTS = 4  # Spearman's rho and its Fisher-z interval need n - 3 >= 1
 Z_95 = 1.959963984540054  # the standard normal's 97.5 % quantile
 PERMUTATIONS = 2000  # within-draw permutations for p_within (all of them, exactly, when there are no more)
-ALPHA = 0.05  # p_within below this: the figure picks (or runs against) the more useful generator
+ALPHA = 0.05  # a p below this after Holm over the figures: the figure picks (or runs against) the more useful generator
 
 
 def _fisher_ci(rho: float, n: int) -> tuple[float, float]:
@@ -55,30 +56,37 @@ def _fisher_ci(rho: float, n: int) -> tuple[float, float]:
     return float(np.tanh(z - half)), float(np.tanh(z + half))
 
 
-def _pooled_reading(label: str, n: int, rho: float | None, lo: float | None, hi: float | None) -> str:
+def _decision(rho: float, p_holm: float) -> int:
+    """+1 / −1: the figure agrees / runs against the gain, at Holm-corrected ``ALPHA``; 0: no clear sign."""
+    return int(np.sign(rho)) if p_holm < ALPHA else 0
+
+
+def _pooled_reading(out: dict) -> str:
+    label, n, rho, p, ph = (out[k] for k in ("label", "n", "rho", "p", "p_holm"))
     if rho is None:
         return f"{label}: no rank correlation (n = {n})"
-    if lo > 0:
-        return f"{label} predicts the gain here (n = {n}; CI above 0)"
-    if hi < 0:
-        return f"{label} runs against the gain here: the better it looks, the smaller the gain (n = {n}; CI below 0)"
-    return f"{label} does not predict the gain here (n = {n}; CI includes 0)"
+    tests = f"n = {n}; p = {p:.2g}, Holm {ph:.2g}"
+    return {1: f"{label} predicts the gain here ({tests})",
+            -1: f"{label} runs against the gain here: the better it looks, the smaller the gain ({tests})",
+            0: f"{label} does not clearly predict the gain here ({tests})"}[_decision(rho, ph)]
 
 
 def _reading(out: dict) -> str:
-    """One sentence: the within-draw result first when there is one, then the pooled one."""
+    """One sentence: the within-draw result first when there is one, then the pooled one; each decided on its
+    p-value after Holm's correction over the figures (seven figures are seven chances to find agreement)."""
     label, rho, lo, hi, rw, pw = (out[k] for k in ("label", "rho", "ci_low", "ci_high", "rho_within", "p_within"))
     if rw is None:
-        text = _pooled_reading(label, out["n"], rho, lo, hi) + (f": {out['note']}" if out["note"] else "")
+        text = _pooled_reading(out) + (f": {out['note']}" if out["note"] else "")
         return text + (f"; no within-draw comparison: {out['note_within']}" if out["note_within"] else "")
-    within = 0 if pw >= ALPHA else int(np.sign(rw))
+    within = _decision(rw, out["p_within_holm"])
     verb = {1: "picks the more useful generator", -1: "runs against the gain, picking the less useful generator",
             0: "does not clearly pick the more useful generator"}[within]
-    text = f"within a draw, {label} {verb} (ρ = {rw:+.2f}, p = {pw:.2g}, {out['draws']} draws)"
+    text = (f"within a draw, {label} {verb} (ρ = {rw:+.2f}, p = {pw:.2g}, Holm {out['p_within_holm']:.2g}, "
+            f"{out['draws']} draws)")
     if rho is None:
         return text + f"; pooled over draws no rank correlation ({out['note']})"
-    pooled = 1 if lo > 0 else -1 if hi < 0 else 0
-    text += f"; pooled over draws ρ = {rho:+.2f}, CI [{lo:+.2f}, {hi:+.2f}]"
+    pooled = _decision(rho, out["p_holm"])
+    text += f"; pooled over draws ρ = {rho:+.2f}, CI [{lo:+.2f}, {hi:+.2f}], Holm p {out['p_holm']:.2g}"
     if not pooled or pooled == within:
         return text
     # the pooled CI excludes 0 but the within-draw test does not agree: a weaker within-draw rho (0.1 is a
@@ -187,8 +195,16 @@ def _one_figure(figure: str, gains: dict[tuple[str, int], float], fid: dict[tupl
         lo, hi = (lo, hi) if sign > 0 else (-hi, -lo)
         out.update(rho_raw=rho, rho=sign * rho, ci_low=lo, ci_high=hi, p=_permutation_p(x, y))
     out.update(_within_draw(keys, x, y, sign))
-    out["reading"] = _reading(out)
     return out
+
+
+def _with_holm(figures: list[dict]) -> list[dict]:
+    """Each figure's pooled and within-draw p after Holm's correction over the figures that have one
+    (``p_holm``, ``p_within_holm``; None where the figure has no test), and its reading decided on them."""
+    pooled = holm_bonferroni([f["p"] for f in figures])["adjusted"]
+    within = holm_bonferroni([f["p_within"] for f in figures])["adjusted"]
+    out = [{**f, "p_holm": ph, "p_within_holm": pw} for f, ph, pw in zip(figures, pooled, within)]
+    return [{**f, "reading": _reading(f)} for f in out]
 
 
 def metric_utility_agreement(rows: list[dict[str, Any]], metric: str = PRIMARY, usage: str = "real+synthetic",
@@ -219,11 +235,13 @@ def metric_utility_agreement(rows: list[dict[str, Any]], metric: str = PRIMARY, 
     there are at most ``PERMUTATIONS``, else ``PERMUTATIONS`` with seed 0); ``n_within`` the points and
     ``draws`` the draws that hold 2 or more generators (the others drop out). Fewer than 2 such draws, or a
     figure/gain the same for every generator within each draw: ``rho_within`` None and a ``note_within``.
-    ``reading`` leads with the within-draw result when there is one.
+    ``p_holm`` and ``p_within_holm``: those p-values after Holm's correction over the figures that have one (a
+    table of seven figures is seven chances to find agreement); ``reading`` decides on them and leads with the
+    within-draw result when there is one.
 
     Returns ``{metric, usage, control, excluded, points: [{generator, seed, gain, cut_by_time}], n_cut,
     permutations, figures: [{figure, label, better, n, rho, rho_raw, ci_low, ci_high, p, note, rho_within,
-    rho_within_raw, p_within, n_within, draws, note_within, reading}]}``."""
+    rho_within_raw, p_within, n_within, draws, note_within, p_holm, p_within_holm, reading}]}``."""
     fam = verdict_family(rows, metric)
     control, by, failed = fam["control"], fam["by"], fam["failed"]
     ctrl = by.get((CONTROL, control), {}) if control else {}
@@ -236,7 +254,7 @@ def metric_utility_agreement(rows: list[dict[str, Any]], metric: str = PRIMARY, 
               for g, s in sorted(gains)]
     return {"metric": metric, "usage": usage, "control": control, "excluded": sorted(failed), "points": points,
             "n_cut": sum(p["cut_by_time"] for p in points), "permutations": PERMUTATIONS,
-            "figures": [_one_figure(f, gains, fid) for f in figures]}
+            "figures": _with_holm([_one_figure(f, gains, fid) for f in figures])}
 
 
 __all__ = ["FIGURES", "MIN_POINTS", "PERMUTATIONS", "metric_utility_agreement"]

@@ -57,8 +57,10 @@ def test_monotone_figures_give_plus_and_minus_one_oriented():
     assert rec["rho"] == pytest.approx(-1.0) and "runs against the gain" in rec["reading"]
     assert fd["better"] == "lower" and fd["rho_raw"] == pytest.approx(-1.0) and fd["rho"] == pytest.approx(1.0)
     assert 0.9 < fd["ci_low"] < 0.99 and fd["ci_high"] == 1.0 and fd["rho_within"] == pytest.approx(1.0)
+    # three figures have a within-draw test (copy rate is constant): Holm multiplies the smallest p by 3
     assert fd["reading"] == ("within a draw, FD ratio to floor picks the more useful generator (ρ = +1.00, "
-                             "p = 0.0015, 4 draws); pooled over draws ρ = +1.00, CI [+0.98, +1.00]")
+                             "p = 0.0015, Holm 0.0046, 4 draws); pooled over draws ρ = +1.00, CI [+0.98, +1.00], "
+                             "Holm p 0.0015")
     const = _fig(out, "copy_rate")
     assert const["rho"] is None and "same at every point" in const["note"]
     assert _fig(out, "coverage")["n"] == 0  # no coverage rows: no points, no exception
@@ -112,7 +114,8 @@ def test_one_draw_with_enough_points_still_gives_no_within_draw_rho():
     rows = _draws(lambda g, s: 0.01 * ORDER[g], {"precision": lambda g, s: ORDER[g]}, seeds=[0], gens="abcde")
     f = _fig(metric_utility_agreement(rows), "precision")
     assert f["rho"] == pytest.approx(1.0) and f["rho_within"] is None and f["draws"] == 1
-    assert f["reading"].startswith("precision predicts the gain here (n = 5; CI above 0); no within-draw comparison")
+    assert f["reading"].startswith("precision predicts the gain here (n = 5; p = 0.017, Holm 0.017); "
+                                   "no within-draw comparison")  # the only figure with a test: Holm leaves it
 
 
 def test_failed_generator_is_left_out_as_in_the_verdict():
@@ -133,10 +136,11 @@ def test_report_section_renders_the_table():
     out = metric_utility_agreement(_study(health={"c": 2}, cut=("a", 0)))
     html = template_env().get_template("agreement.html.j2").render(agreement=out)
     assert 'id="agreement-table"' in html and html.count("<tr data-figure=") == 7
-    assert ("within a draw, precision does not clearly pick the more useful generator (ρ = +1.00, p = 0.12, 4 draws); "
-            "pooled over draws ρ = +1.00, CI [+0.90, +1.00], as strong as within a draw, where few draws leave the "
-            "test weak.") in html  # 2 generators x 4 draws: 16 within-draw shuffles, 2 of them as extreme
-    assert "<th>ρ within</th><th>p within</th>" in html and "2000 permutations" in html
+    assert ("within a draw, precision does not clearly pick the more useful generator (ρ = +1.00, p = 0.12, Holm 0.38, "
+            "4 draws); pooled over draws ρ = +1.00, CI [+0.90, +1.00], Holm p 0.0015, as strong as within a draw, "
+            "where few draws leave the test weak.") in html  # 2 generators x 4 draws: 16 within-draw shuffles, 2 as extreme
+    assert "<th>ρ within</th><th>p within</th><th>p within Holm</th>" in html and "2000 permutations" in html
+    assert "<th>p</th><th>p Holm</th>" in html and "Holm-corrected over the figures" in html
     assert "left out, as in the verdict (training failed): c" in html and "1 of 8 points" in html
     assert ">+1.00<" in html  # the oriented rho of fd_ratio / precision
     empty = template_env().get_template("agreement.html.j2").render(agreement=metric_utility_agreement([]))
@@ -184,7 +188,7 @@ def test_a_figure_ordered_with_the_gain_inside_every_draw_gives_plus_one_within(
                "fd_ratio": lambda g, s: 100 * STEP.get(s, 0.1 * s) - ORDER[g]}  # lower is better: the same ranking
     f = _fig(metric_utility_agreement(_draws(_draw_gain, ordered)), "precision")
     assert f["rho"] < 0 and f["rho_within"] == pytest.approx(1.0) and f["p_within"] == pytest.approx(2 / 6**4)
-    assert "precision picks the more useful generator (ρ = +1.00, p = 0.0015, 4 draws)" in f["reading"]
+    assert "precision picks the more useful generator (ρ = +1.00, p = 0.0015, Holm 0.0031, 4 draws)" in f["reading"]
     fd = _fig(metric_utility_agreement(_draws(_draw_gain, ordered)), "fd_ratio")
     assert fd["rho_within_raw"] == pytest.approx(-1.0) and fd["rho_within"] == pytest.approx(1.0)
     assert fd["p_within"] == f["p_within"] and fd["rho"] == pytest.approx(f["rho"])
@@ -223,3 +227,24 @@ def test_a_figure_constant_within_each_draw_gives_no_within_draw_rho():
     assert f["rho"] > 0 and f["rho_within"] is None and f["p_within"] is None
     assert f["note_within"] == "the figure is the same for every generator within each draw"
     assert "no within-draw comparison: the figure is the same" in f["reading"]
+
+
+def test_p_values_are_holm_corrected_over_the_figures_and_the_reading_decides_on_them():
+    # within every draw precision is ordered with the gain (exact p = 2/6^4); recall too but for one swap in draw 0
+    # (p = 0.014: significant alone); three figures carry no order. Five tests: Holm multiplies recall's p by 4
+    noise = [lambda g, s: [1, 0, 2][(ORDER[g] + s) % 3], lambda g, s: [2, 0, 1][(ORDER[g] + s) % 3],
+             lambda g, s: [0, 2, 1][(ORDER[g] + 2 * s) % 3]]
+    figs = {"precision": lambda g, s: ORDER[g], "recall": lambda g, s: ORDER[g] if s else [0, 2, 1][ORDER[g]],
+            **dict(zip(["density", "coverage", "faithfulness_bacc"], noise))}
+    out = metric_utility_agreement(_draws(_draw_gain, figs))
+    within = {f["figure"]: f["p_within"] for f in out["figures"] if f["p_within"] is not None}
+    assert set(within) == set(figs)
+    order = sorted(within, key=within.get)  # Holm by hand: (m - i) * p_(i), running maximum, capped at 1
+    expect = {name: min(1.0, max((5 - j) * within[order[j]] for j in range(i + 1))) for i, name in enumerate(order)}
+    for f in out["figures"]:
+        assert f["p_within_holm"] == (None if f["p_within"] is None else pytest.approx(expect[f["figure"]]))
+    prec, rec = _fig(out, "precision"), _fig(out, "recall")
+    assert prec["p_within_holm"] == pytest.approx(5 * 2 / 6**4) and "picks the more useful generator" in prec["reading"]
+    # recall passes alone but not after the correction: the reading must not claim it
+    assert rec["p_within"] < 0.05 <= rec["p_within_holm"] == pytest.approx(4 * rec["p_within"])
+    assert "does not clearly pick the more useful generator" in rec["reading"]
