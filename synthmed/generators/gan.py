@@ -377,15 +377,18 @@ class LSGAN(ConditionalGAN):
 class WGAN(ConditionalGAN):
     """Wasserstein GAN with weight clipping (Arjovsky et al. 2017): RMSprop 5e-5, n_critic 5, clip 0.01.
 
-    The label embeddings start at std 0.2: with the plane exempt from clipping (``clipped_parameters``), class
-    faithfulness on PneumoniaMNIST draws 0-1 was 0.689/0.702 at DCGAN's 0.02, 0.822/0.861 at 0.2 and
-    0.807/0.768 at 1.0 (held-out floor 0.907/0.949; bench/RESULTS.md, section health). Still 0.09 short of it.
-    ACGAN's label path (``conditioning="aux"``) is worse here: at class-loss weight 1 or 0.1 the class loss
-    swamps the clipped critic's scores and the generator collapses; at 0.01 it learns, with faithfulness 0.755
-    and recall 0.10 on draw 0 (concat at 0.2: 0.822 and 0.69).
+    Its critic sees the label by projection, as cgan's and wgan-gp's. Under clipping the projection embedding is
+    held to ±0.01 like the output layer it is added to, so the label's part of the score has the score's own
+    scale, where the concat label plane (exempt from clipping, see ``clipped_parameters``) enters beside the image
+    at the first layer. On PneumoniaMNIST's five default draws projection left class faithfulness 0.015 below the
+    held-out floor on average (worst draw 0.062) against concat's 0.065 (worst 0.214), at a lower FD ratio on four
+    draws (mean 25.6 vs 41.6; bench/RESULTS.md, section health). ACGAN's label path (``conditioning="aux"``) is
+    worse: at class-loss weight 1 or 0.1 the class loss swamps the clipped critic's scores and the generator
+    collapses; at 0.01 it learns, with faithfulness 0.755 and recall 0.10 on draw 0.
     """
 
     loss_name = "wgan"
+    default_conditioning = "projection"
     default_embed_std = 0.2
     default_max_steps = 700  # 5 critic updates per step: ~3 min at 28 px on 2 CPU cores
 

@@ -90,7 +90,7 @@ def test_label_embeddings_take_their_own_init_std():
 
 
 @pytest.mark.parametrize("family, conditioning, std", [("cgan", "projection", 0.2), ("wgan-gp", "projection", 0.2),
-                                                     ("wgan", "concat", 0.2), ("lsgan", "concat", 0.02),
+                                                     ("wgan", "projection", 0.2), ("lsgan", "concat", 0.02),
                                                      ("acgan", "aux", 0.02)])
 def test_label_path_defaults_resolve_per_family_and_yield_to_the_config(family, conditioning, std):
     from synthmed.generators import get_generator_class
