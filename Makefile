@@ -13,7 +13,8 @@ endif
 $(BIN)/synthmed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,ray]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,ray,domain-aug]'
+	$(BIN)/pip install -q --no-deps medmnistc==0.1.0  # its pins (medmnist 3.0.1, scikit-image 0.23.2) are not needed: see pyproject
 	touch $(BIN)/synthmed
 
 setup: $(BIN)/synthmed

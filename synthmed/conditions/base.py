@@ -86,7 +86,7 @@ def split_steps(total: int, shares: list[float]) -> list[int]:
 class Condition:
     name: str
     build: Builder  # (inputs, options) -> (training set, n_real, n_extra)
-    order: int  # display order in tables (controls first, then conditions that use a generator)
+    order: float  # display order in tables (controls first, then conditions that use a generator)
     description: str
     needs_generator: bool = False  # trains on a generator's samples: one run per generator
     is_control: bool = False  # a control the synthetic conditions must beat ("best control")

@@ -33,7 +33,9 @@ def _duplicates(real: LabeledImages, labels: np.ndarray, seed: int) -> np.ndarra
     return idx
 
 
-def _build(inp: ConditionInputs, opts: DuplicateOptions):
+def count_matched_indices(inp: ConditionInputs, opts: DuplicateOptions, condition: str) -> np.ndarray:
+    """Indices into the k-shot real images, re-drawn class by class, as many as the study adds synthetic images
+    (``extra_total`` / ``extra_ratio``, else the synthetic set's labels): the extra rows of a count-matched control."""
     real = inp.real
     if opts.extra_total is not None or opts.extra_ratio is not None:  # count-matched to the study's amount
         labels = synthetic_label_plan(real.labels, real.num_classes, total=opts.extra_total,
@@ -41,8 +43,12 @@ def _build(inp: ConditionInputs, opts: DuplicateOptions):
     elif inp.synthetic is not None:
         labels = inp.synthetic.labels
     else:
-        raise SynthmedError("condition 'real+duplicate' needs a count to match: give extra_total or synthetic images")
-    idx = _duplicates(real, np.asarray(labels), inp.seed)
+        raise SynthmedError(f"condition '{condition}' needs a count to match: give extra_total or synthetic images")
+    return _duplicates(real, np.asarray(labels), inp.seed)
+
+
+def _build(inp: ConditionInputs, opts: DuplicateOptions):
+    real, idx = inp.real, count_matched_indices(inp, opts, "real+duplicate")
     return concat_images(real, real.images[idx], real.labels[idx]), len(real), len(idx)
 
 

@@ -92,9 +92,12 @@ def test_errors_name_the_problem(sets):
 def test_registry_holds_roles_and_display_order():
     default = ["real", "real+classic", "real+duplicate", "all-real", "synthetic", "real+synthetic"]
     assert C.default_conditions() == default
-    assert list_conditions() == [*default, "synthetic-then-real", "real+synthetic-filtered"]  # opt-in ones last
+    # the opt-in control real+domain-aug sits with the controls; the opt-in ways of using synthetic images come last
+    assert list_conditions() == [*default[:3], "real+domain-aug", *default[3:], "synthetic-then-real",
+                                 "real+synthetic-filtered"]
     assert C.find_condition("baseline") == "real" and C.find_condition("ceiling") == "all-real"
-    assert [c for c in list_conditions() if get_condition(c).is_control] == ["real+classic", "real+duplicate"]
+    assert [c for c in list_conditions() if get_condition(c).is_control] == ["real+classic", "real+duplicate",
+                                                                           "real+domain-aug"]
     assert [c for c in C.default_conditions() if get_condition(c).needs_generator] == ["synthetic", "real+synthetic"]
     assert get_condition("real+duplicate").options_from_study({"total": 40, "ratio": None}) == \
         {"extra_total": 40, "extra_ratio": None}
