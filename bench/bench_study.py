@@ -58,6 +58,10 @@ def verdict_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _or_dash(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
 def agreement_table(rows: list[dict]) -> str:
     """Metric–utility agreement (the report's section) for each generator condition that has results."""
     from synthmed.runs.agreement import metric_utility_agreement
@@ -76,12 +80,9 @@ def agreement_table(rows: list[dict]) -> str:
                 "|---|---|---|---|---|---|---|---|---|"]
         for f in a["figures"]:
             rho = "–" if f["rho"] is None else f"{f['rho']:+.2f} [{f['ci_low']:+.2f}, {f['ci_high']:+.2f}]"
-            p = "–" if f.get("p") is None else f"{f['p']:.3f}"
-            rw = "–" if f.get("rho_within") is None else f"{f['rho_within']:+.2f}"
-            pw = "–" if f.get("p_within") is None else f"{f['p_within']:.3f}"
-            ph = "–" if f.get("p_holm") is None else f"{f['p_holm']:.3f}"
-            pwh = "–" if f.get("p_within_holm") is None else f"{f['p_within_holm']:.3f}"
-            out.append(f"| {f['label']} | {f['n']} | {rho} | {p} | {ph} | {rw} | {pw} | {pwh} | {f.get('draws') or '–'} |")
+            cells = [_or_dash(f.get(k), spec) for k, spec in (("p", ".3f"), ("p_holm", ".3f"), ("rho_within", "+.2f"),
+                                                              ("p_within", ".3f"), ("p_within_holm", ".3f"))]
+            out.append(f"| {f['label']} | {f['n']} | {rho} | {' | '.join(cells)} | {f.get('draws') or '–'} |")
         out.append("")
     return "\n".join(out)
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from synthmed.conditions.base import ConditionInputs, Condition, concat_images, register_condition
-from synthmed.conditions.real_duplicate import DuplicateOptions, count_matched_indices
+from synthmed.conditions.real_duplicate import REAL_DUPLICATE, DuplicateOptions, count_matched_indices
 from synthmed.errors import SynthmedError
 
 NAME = "real+domain-aug"
@@ -59,9 +59,7 @@ def _working(corruptions: dict, image: np.ndarray) -> tuple[dict, dict[str, str]
     ok, dropped = {}, {}
     for name, c in corruptions.items():
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                c.apply(Image.fromarray(image), augmentation=True)
+            c.apply(Image.fromarray(image), augmentation=True)
             ok[name] = c
         except Exception as e:  # a third-party corruption that cannot run here: left out, and recorded
             dropped[name] = f"{type(e).__name__}: {e}"
@@ -77,18 +75,17 @@ def augment_images(images: np.ndarray, dataset: str, seed: int) -> tuple[np.ndar
     key, corruptions = corruption_set(dataset)
     grey = images.shape[-1] == 1
     plain = images[..., 0] if grey else images
-    with _numpy_global_seed(seed):
+    with _numpy_global_seed(seed), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # medmnistc's corruptions warn on deprecated NumPy / skimage calls
         ok, dropped = _working(corruptions, plain[0]) if len(plain) else (corruptions, {})
         if not ok:
             raise SynthmedError(f"condition '{NAME}': no MedMNIST-C corruption of '{key}' runs here ({dropped})")
         aug = AugMedMNISTC(ok)
         out = np.empty_like(images)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for i, img in enumerate(plain):
-                a = np.asarray(aug(Image.fromarray(img)), dtype=np.uint8)
-                a = a[..., :1] if grey and a.ndim == 3 else a  # motion_blur hands grey images back as RGB
-                out[i] = a.reshape(images.shape[1:])
+        for i, img in enumerate(plain):
+            a = np.asarray(aug(Image.fromarray(img)), dtype=np.uint8)
+            a = a[..., :1] if grey and a.ndim == 3 else a  # motion_blur hands grey images back as RGB
+            out[i] = a.reshape(images.shape[1:])
     return out, {"medmnistc_set": key, "corruptions": sorted(ok), "left_out": dropped}
 
 
@@ -102,5 +99,5 @@ REAL_DOMAIN_AUG = register_condition(Condition(
     name=NAME, order=2.5, is_control=True, in_default=False, options=DuplicateOptions, build=_build,
     description="k-shot real + as many re-drawn real images passed through MedMNIST-C's domain augmentation "
                 "(count-matched control)",
-    options_from_study=lambda syn: {"extra_total": syn["total"], "extra_ratio": syn["ratio"]},
+    options_from_study=REAL_DUPLICATE.options_from_study,  # count-matched exactly as real+duplicate
 ))

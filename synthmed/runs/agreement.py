@@ -89,7 +89,7 @@ def _reading(out: dict) -> str:
     text += f"; pooled over draws ρ = {rho:+.2f}, CI [{lo:+.2f}, {hi:+.2f}], Holm p {out['p_holm']:.2g}"
     if not pooled or pooled == within:
         return text
-    # the pooled CI excludes 0 but the within-draw test does not agree: a weaker within-draw rho (0.1 is a
+    # the pooled test (Holm) gives a sign but the within-draw test does not agree: a weaker within-draw rho (0.1 is a
     # plain margin, not a test) points at the draws; an as-strong one at a within-draw test with little power
     weaker = np.sign(rw) != pooled or abs(rw) < abs(rho) - 0.1
     return text + (", partly the draws' difficulty" if weaker
